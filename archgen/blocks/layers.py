@@ -1,0 +1,241 @@
+"""Plain layers for stems, heads and the classic layer lists (LeNet-5, AlexNet, NiN...):
+convolution, pooling, flatten, linear, dropout, BatchNorm-activation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import rows
+from ..errors import SpecError
+from ..ir import BlockConfig, Size
+from ..layers.activations import make_act
+from ..layers.context import BuildContext
+from .base import Block, Expander, conv_out, register_block
+
+_LAYER_STRIDES = (1, 2, 3, 4)  # plain layers may stride more than blocks (AlexNet's conv1 has stride 4)
+
+
+@register_block("conv")
+class Conv(Block):
+    """Conv2d -> BatchNorm (``bn``) -> activation (``nl``)."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        c: Optional[int] = rows.channels("output channels", None, classes=True)
+        t: Optional[float] = rows.number("output channels as a multiple of the input (instead of c)", None, high=64.0)
+        k: int = rows.kernel("kernel size", 1)
+        s: int = rows.stride("stride", 1, choices=_LAYER_STRIDES)
+        p: Optional[int] = rows.integer("padding (default k // 2, which keeps the size at stride 1)", None, minimum=0)
+        bn: bool = rows.flag("BatchNorm after the conv (the conv then has no bias)", True)
+        nl: Optional[str] = rows.activation("activation after the conv/BN (null: none)", None, optional=True)
+        scale: str = rows.choice("how width_mult scales c: width, up (only when > 1) or fixed", ("width", "up", "fixed"), "width")
+
+    @classmethod
+    def expand(cls, row: "Conv.Row", ex: Expander) -> None:
+        if (row.c is None) == (row.t is None):
+            raise SpecError(f"{ex.where} (conv): give exactly one of 'c' (channels) and 't' (multiple of the input)")
+        out = ex.channels(row.c, row.scale) if row.c is not None else int(round(ex.chs * row.t))
+        p = (row.k - 1) // 2 if row.p is None else row.p
+        ex.emit(cls.type_name, out, stride=row.s, kernel=row.k, act=row.nl, p=p, bn=row.bn)
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, cfg.kernel, cfg.stride, cfg.args["p"], bias=not cfg.args["bn"])
+        self.bn = ctx.norm(cfg.out_chs) if cfg.args["bn"] else nn.Identity()
+        self.act = make_act(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class _Pool(Block):
+    """Shared row and size rule of the max and average pools."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        k: int = rows.kernel("window size", odd=False)
+        s: Optional[int] = rows.stride("stride (default: the window size)", None, choices=_LAYER_STRIDES)
+        p: int = rows.integer("padding", 0, minimum=0)
+        ceil: bool = rows.flag("ceil_mode: keep a last partial window", False)
+
+    @classmethod
+    def expand(cls, row: "_Pool.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.chs, stride=row.s or row.k, kernel=row.k, p=row.p, ceil=row.ceil)
+
+    @classmethod
+    def output_size(cls, cfg: BlockConfig) -> Size:
+        assert cfg.in_size is not None and cfg.kernel is not None
+        a = cfg.args
+        return tuple(conv_out(x, cfg.kernel, cfg.stride, a["p"], a["ceil"]) for x in cfg.in_size)  # type: ignore[return-value]
+
+
+@register_block("maxpool")
+class MaxPool(_Pool):
+    """nn.MaxPool2d."""
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.pool = nn.MaxPool2d(cfg.kernel, cfg.stride, cfg.args["p"], ceil_mode=cfg.args["ceil"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+@register_block("avgpool")
+class AvgPool(_Pool):
+    """nn.AvgPool2d."""
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.pool = nn.AvgPool2d(cfg.kernel, cfg.stride, cfg.args["p"], ceil_mode=cfg.args["ceil"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+@register_block("adaptive_avgpool")
+class AdaptiveAvgPool(Block):
+    """nn.AdaptiveAvgPool2d to a fixed ``size`` (AlexNet's 6x6, VGG's 7x7 before the classifier)."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        size: int = rows.integer("output height and width")
+
+    @classmethod
+    def expand(cls, row: "AdaptiveAvgPool.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.chs, size=row.size)
+
+    @classmethod
+    def output_size(cls, cfg: BlockConfig) -> Size:
+        return (cfg.args["size"], cfg.args["size"])
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.pool = nn.AdaptiveAvgPool2d(cfg.args["size"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+@register_block("global_pool")
+class GlobalPool(Block):
+    """Global average (or max) pooling to a flat vector of the channels."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        pool: str = rows.choice("avg or max", ("avg", "max"), "avg")
+
+    @classmethod
+    def expand(cls, row: "GlobalPool.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.chs, pool=row.pool)
+
+    @classmethod
+    def output_size(cls, cfg: BlockConfig) -> Size:
+        return None
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.max = cfg.args["pool"] == "max"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax((2, 3)) if self.max else x.mean((2, 3))
+
+
+@register_block("flatten")
+class Flatten(Block):
+    """C x H x W feature map -> flat vector of C*H*W features."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        pass
+
+    @classmethod
+    def expand(cls, row: "Flatten.Row", ex: Expander) -> None:
+        h, w = ex.size or (1, 1)  # a flat input is rejected by emit (Flatten takes a map)
+        ex.emit(cls.type_name, ex.chs * h * w)
+
+    @classmethod
+    def output_size(cls, cfg: BlockConfig) -> Size:
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+
+@register_block("linear")
+class Linear(Block):
+    """nn.Linear -> activation (MobileNetV3's "conv2d 1x1, NBN" rows after the pool are these)."""
+
+    input = "flat"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        c: int = rows.channels("output features (num_classes for the classifier)", classes=True)
+        nl: Optional[str] = rows.activation("activation after the layer (null: none)", None, optional=True)
+        scale: str = rows.choice("how width_mult scales c: width, up (only when > 1) or fixed", ("width", "up", "fixed"), "width")
+
+    @classmethod
+    def expand(cls, row: "Linear.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.channels(row.c, row.scale), act=row.nl)
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.fc = nn.Linear(cfg.in_chs, cfg.out_chs)
+        self.act = make_act(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(x))
+
+
+@register_block("dropout")
+class Dropout(Block):
+    """nn.Dropout; without ``p`` it takes the model's ``dropout`` knob."""
+
+    input = "any"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        p: Optional[float] = rows.number("drop probability (default: the model's dropout)", None, low_open=False)
+
+    @classmethod
+    def expand(cls, row: "Dropout.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.chs, p=ex.knobs.dropout if row.p is None else row.p)
+
+    @classmethod
+    def output_size(cls, cfg: BlockConfig) -> Size:
+        return cfg.in_size
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.drop = nn.Dropout(cfg.args["p"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(x)
+
+
+@register_block("bn_act")
+class NormAct(Block):
+    """BatchNorm -> activation on its own (DenseNet's final norm5 + ReLU)."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        nl: Optional[str] = rows.activation("activation after the norm (null: none)", "relu", optional=True)
+
+    @classmethod
+    def expand(cls, row: "NormAct.Row", ex: Expander) -> None:
+        ex.emit(cls.type_name, ex.chs, act=row.nl)
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        self.bn = ctx.norm(cfg.out_chs)
+        self.act = make_act(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(x))
+
+
+__all__ = ["AdaptiveAvgPool", "AvgPool", "Conv", "Dropout", "Flatten", "GlobalPool", "Linear", "MaxPool", "NormAct"]

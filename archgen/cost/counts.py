@@ -1,0 +1,58 @@
+"""Parameters and multiply-adds (MACs) of a built network, per block.
+
+MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2), run on the meta
+device so that no arithmetic is done: convolutions and matrix products are counted, as the
+papers count multiply-adds; element-wise ops (activations, BN, residual adds) are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..builder import ArchNet, build
+from ..spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """Cost of one block of the flat list."""
+
+    name: str
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Total and per-block cost of a network at the spec's input size and batch 1."""
+
+    params: int
+    macs: int
+    blocks: tuple[BlockCost, ...]
+
+
+def count(spec: ModelSpec, model: ArchNet | None = None) -> ModelCost:
+    """Count parameters and MACs of the network ``spec`` describes.
+
+    ``model`` is only used for the parameter count when given; MACs are always measured on
+    a meta-device copy so that nothing is computed.
+    """
+    with torch.device("meta"):
+        meta_model = build(spec)
+        x = torch.empty(1, spec.in_chans, *spec.input_size)
+    counter = FlopCounterMode(display=False, depth=None)
+    with counter, torch.no_grad():
+        meta_model.eval()(x)
+    flops = counter.get_flop_counts()
+    root = type(meta_model).__name__
+    per_block = []
+    modules = dict((model or meta_model).named_modules())
+    for b in spec.blocks:
+        params = sum(p.numel() for p in modules[b.name].parameters())
+        macs = sum(flops.get(f"{root}.{b.name}", {}).values()) // 2
+        per_block.append(BlockCost(b.name, params, macs))
+    total_params = sum(p.numel() for p in (model or meta_model).parameters())
+    return ModelCost(params=total_params, macs=counter.get_total_flops() // 2, blocks=tuple(per_block))

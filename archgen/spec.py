@@ -1,0 +1,407 @@
+"""Specs: papers' tables as data, loaded, checked and expanded into the flat block list.
+
+A spec file (``conf/model/<name>.yaml``) is one of two forms:
+
+* the **table form**, as the paper prints it: ``stem``, ``body`` and ``head`` tables whose
+  rows are read against the block type's columns (MobileNetV2's ``t c n s``, MobileNetV3's
+  ``k exp c se nl s``, VoVNet's ``stage_ch concat_ch block_per_stage layer_per_block``...);
+* the **expanded form**: a ``blocks`` list of concrete block configs, what a run writes as
+  ``spec.yaml`` and what the search saves. It rebuilds the identical model.
+
+Both load into a ``ModelSpec`` whose ``blocks`` are the one intermediate representation.
+The loader only reads data: block types are registry names, never import paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from numbers import Real
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .blocks import BLOCKS, Block, Expander, Knobs
+from .errors import SpecError
+from .ir import BlockConfig, Size
+from .rows import parse_row
+from .zoo import list_models, model_path
+
+KNOBS = ("num_classes", "in_chans", "input_size", "width_mult", "depth_mult", "dropout")
+META_KEYS = ("name", "paper", "reference", "conventions")
+SETTING_KEYS = ("round_to", "bn")
+TABLE_SECTIONS = ("stem", "body", "head")
+TOP_KEYS = META_KEYS + KNOBS + SETTING_KEYS + TABLE_SECTIONS + ("blocks",)
+TABLE_KEYS = ("type", "columns", "defaults", "rows")
+_SECTION_NAMES = {"stem": "stem", "body": "stages", "head": "head"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A fully resolved spec: the knobs it was expanded with and its flat block list."""
+
+    name: str
+    blocks: tuple[BlockConfig, ...]  # the one IR: every block of the network, in order
+    num_classes: int
+    in_chans: int
+    input_size: tuple[int, int]
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    dropout: float = 0.0
+    round_to: int = 1
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    meta: Mapping[str, Any] = field(default_factory=dict)  # paper, reference, conventions
+    source: str = "<dict>"  # the file it came from
+
+    @property
+    def num_stages(self) -> int:
+        return 1 + max(b.stage for b in self.blocks if b.stage is not None)
+
+    def stage_blocks(self, stage: int) -> list[BlockConfig]:
+        return [b for b in self.blocks if b.stage == stage]
+
+    def feature_info(self) -> list[dict[str, Any]]:
+        """Per stage: output channels, reduction (total stride) and module name (timm's convention)."""
+        info, stride = [], 1
+        for b, nxt in zip(self.blocks, [*self.blocks[1:], None]):
+            stride *= b.stride
+            if b.stage is not None and (nxt is None or nxt.stage != b.stage):
+                info.append({"num_chs": b.out_chs, "reduction": stride, "module": f"stages.{b.stage}"})
+        return info
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's output: (classes,) for a classifier, (C, H, W) otherwise."""
+        last = self.blocks[-1]
+        return (last.out_chs,) if last.out_size is None else (last.out_chs, *last.out_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The expanded form: knobs and settings as resolved, and the flat block list."""
+        d: dict[str, Any] = {"name": self.name}
+        d.update({k: v for k, v in self.meta.items() if k != "name"})
+        d.update(
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
+            input_size=list(self.input_size),
+            width_mult=self.width_mult,
+            depth_mult=self.depth_mult,
+            dropout=self.dropout,
+            round_to=self.round_to,
+            bn={"eps": self.bn_eps, "momentum": self.bn_momentum},
+            blocks=[b.to_dict() for b in self.blocks],
+        )
+        return d
+
+    def to_yaml(self) -> str:
+        """``to_dict`` as YAML; ``load_spec`` reads it back to the same spec."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def resolve_source(name_or_path: str | Path) -> Path:
+    """A zoo name or a spec file path -> the file; unknown names list the zoo."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists() or "/" in str(name_or_path):
+        if not p.is_file():
+            raise SpecError(f"{p}: no such spec file")
+        return p
+    if str(name_or_path) in list_models():
+        return model_path(str(name_or_path))
+    raise SpecError(f"unknown model {str(name_or_path)!r}; the zoo has: {', '.join(list_models())}")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a spec file as plain data (``yaml.safe_load``: no tags, no code)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{path}: unreadable YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_spec(name_or_path: str | Path | Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> ModelSpec:
+    """Load, check and expand a spec.
+
+    Args:
+        name_or_path: a zoo name (``"mbv3_large"``), a path to a spec YAML file, or the
+            spec's data as a mapping.
+        source: what to call a mapping spec in messages (default ``"<dict>"``).
+        **overrides: knobs: num_classes, in_chans, input_size, width_mult, depth_mult, dropout.
+
+    Raises:
+        SpecError: naming the file, the row and the field, and what was expected.
+    """
+    if isinstance(name_or_path, Mapping):
+        data, where = dict(name_or_path), source or "<dict>"
+    else:
+        path = resolve_source(name_or_path)
+        data, where = read_yaml(path), str(path)
+    unknown = [k for k in overrides if k not in KNOBS]
+    if unknown:
+        raise SpecError(f"unknown setting {unknown[0]!r}; the knobs are: {', '.join(KNOBS)}")
+    return spec_from_dict(data, where, overrides)
+
+
+def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> ModelSpec:
+    """Check the top level of a spec, apply knob overrides and expand it."""
+    data = dict(data)
+    unknown = [k for k in data if k not in TOP_KEYS]
+    if unknown:
+        raise SpecError(f"{source}: unknown key {unknown[0]!r}; a spec has: {', '.join(TOP_KEYS)}")
+    expanded = "blocks" in data
+    if expanded and any(k in data for k in TABLE_SECTIONS):
+        raise SpecError(f"{source}: a spec has either tables (stem/body/head) or an expanded 'blocks' list, not both")
+    if not expanded and "body" not in data:
+        raise SpecError(f"{source}: missing 'body': the table of the network's blocks")
+    if overrides:
+        if expanded:
+            changed = [k for k, v in overrides.items() if k != "dropout" and _norm_knob(k, v, source) != _norm_knob(k, data.get(k), source)]
+            if changed:
+                raise SpecError(
+                    f"{source}: {changed[0]} cannot change on an expanded spec (its channels and sizes are concrete); "
+                    "apply it to the table spec it came from"
+                )
+        data.update(overrides)
+    knobs = _knobs(data, source)
+    bn = _bn(data.get("bn", {}), source)
+    meta = {k: data[k] for k in ("paper", "reference", "conventions") if k in data}
+    name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
+    if not isinstance(name, str):
+        raise SpecError(f"{source}: 'name' must be a string, got {name!r}")
+    if expanded:
+        blocks = _load_blocks(data["blocks"], knobs, source)
+    else:
+        blocks = _expand_tables(data, knobs, source)
+    return ModelSpec(
+        name=name,
+        blocks=tuple(blocks),
+        num_classes=knobs.num_classes,
+        in_chans=knobs.in_chans,
+        input_size=knobs.input_size,
+        width_mult=knobs.width_mult,
+        depth_mult=knobs.depth_mult,
+        dropout=knobs.dropout,
+        round_to=knobs.round_to,
+        bn_eps=bn[0],
+        bn_momentum=bn[1],
+        meta=meta,
+        source=source,
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _norm_knob(key: str, value: Any, source: str) -> Any:
+    if key == "input_size" and value is not None:
+        return _size(value, source)
+    return value
+
+
+def _size(value: Any, source: str) -> tuple[int, int]:
+    if _is_int(value) and value >= 1:
+        return (value, value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise SpecError(f"{source}: 'input_size' must be a positive integer or [H, W], got {value!r}")
+
+
+def _knobs(data: Mapping[str, Any], source: str) -> Knobs:
+    k = Knobs()
+    for key in ("num_classes", "in_chans", "round_to"):
+        if key in data:
+            v = data[key]
+            if not _is_int(v) or v < 1:
+                raise SpecError(f"{source}: {key!r} must be a positive integer, got {v!r}")
+            setattr(k, key, v)
+    for key in ("width_mult", "depth_mult"):
+        if key in data:
+            v = data[key]
+            if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v <= 100:
+                raise SpecError(f"{source}: {key!r} must be a positive number, got {v!r}")
+            setattr(k, key, float(v))
+    if "dropout" in data:
+        v = data["dropout"]
+        if not isinstance(v, Real) or isinstance(v, bool) or not 0 <= v < 1:
+            raise SpecError(f"{source}: 'dropout' must be a number in [0, 1), got {v!r}")
+        k.dropout = float(v)
+    if "input_size" in data:
+        k.input_size = _size(data["input_size"], source)
+    return k
+
+
+def _bn(raw: Any, source: str) -> tuple[float, float]:
+    if not isinstance(raw, Mapping) or any(key not in ("eps", "momentum") for key in raw):
+        raise SpecError(f"{source}: 'bn' must be a mapping with 'eps' and/or 'momentum', got {raw!r}")
+    eps, momentum = raw.get("eps", 1e-5), raw.get("momentum", 0.1)
+    for key, v in (("eps", eps), ("momentum", momentum)):
+        if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v < 1:
+            raise SpecError(f"{source}: 'bn.{key}' must be a number in (0, 1), got {v!r}")
+    return float(eps), float(momentum)
+
+
+# -- table form -----------------------------------------------------------------------------
+
+
+def _table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] | None, dict[str, Any], list[Any]]:
+    """Normalise a section to (default type, columns, defaults, rows); a bare list is rows only."""
+    where = f"{source}: {section}"
+    if isinstance(raw, list):
+        return None, None, {}, raw
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: must be a table (type/columns/defaults/rows) or a list of rows, got {raw!r}")
+    unknown = [k for k in raw if k not in TABLE_KEYS]
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}; a table has: {', '.join(TABLE_KEYS)}")
+    ttype, columns, defaults, rows = raw.get("type"), raw.get("columns"), raw.get("defaults", {}) or {}, raw.get("rows")
+    if ttype is not None:
+        try:
+            cls = BLOCKS.get(ttype)
+        except SpecError as e:
+            raise SpecError(f"{where}: {e}") from None
+        fields = {f.name for f in dataclasses.fields(cls.Row)}
+        for key in [*(columns or []), *defaults]:
+            if key != "type" and key not in fields:
+                raise SpecError(f"{where}: {ttype!r} rows have no field {key!r}; they have: {', '.join(fields)}")
+    elif defaults:
+        raise SpecError(f"{where}: 'defaults' need the table's 'type'")
+    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+        raise SpecError(f"{where}: 'columns' must be a list of field names, got {columns!r}")
+    if not isinstance(defaults, Mapping):
+        raise SpecError(f"{where}: 'defaults' must be a mapping, got {defaults!r}")
+    if not isinstance(rows, list):
+        raise SpecError(f"{where}: 'rows' must be a list, got {rows!r}")
+    return ttype, columns, dict(defaults), rows
+
+
+def _expand_tables(data: Mapping[str, Any], knobs: Knobs, source: str) -> list[BlockConfig]:
+    ex = Expander(knobs, source)
+    for section in TABLE_SECTIONS:
+        if section not in data or data[section] is None:
+            continue
+        ttype, columns, defaults, rows = _table(data[section], section, source)
+        if section == "body" and not rows:
+            raise SpecError(f"{source}: body: has no rows")
+        for i, raw in enumerate(rows, 1):
+            where = f"{source}: {section} row {i}"
+            rtype = raw.get("type", ttype) if isinstance(raw, Mapping) else ttype
+            if rtype is None:
+                raise SpecError(f"{where}: the row names no 'type' and the table has no default type")
+            try:
+                cls = BLOCKS.get(rtype)
+            except SpecError as e:
+                raise SpecError(f"{where}: {e}") from None
+            row_columns = columns if rtype == ttype else None
+            row_defaults = defaults if rtype == ttype else {}
+            row = parse_row(cls.Row, raw, row_columns, row_defaults, f"{where} ({rtype})")
+            ex.begin_row(_SECTION_NAMES[section], where)
+            cls.expand(row, ex)
+            ex.end_row()
+    if knobs.depth_mult != 1.0 and not ex.used_repeats:
+        raise SpecError(f"{source}: depth_mult={knobs.depth_mult:g} has no effect: no row of this spec has a repeat column (n)")
+    return ex.blocks
+
+
+# -- expanded form -------------------------------------------------------------------------
+
+_BLOCK_KEYS = {"name": None, "type": None, "in": None, "out": None, "size": None, "s": 1, "k": None, "exp": None, "se": 0.0, "nl": None}
+
+
+def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
+    """Read an expanded ``blocks`` list back, checking that it chains and is buildable."""
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"{source}: 'blocks' must be a non-empty list of block configs")
+    blocks: list[BlockConfig] = []
+    chs, size = knobs.in_chans, knobs.input_size
+    for i, b in enumerate(raw, 1):
+        where = f"{source}: blocks[{i}]"
+        if not isinstance(b, Mapping):
+            raise SpecError(f"{where}: must be a mapping, got {b!r}")
+        missing = [k for k in ("name", "type", "in", "out") if k not in b]
+        if missing:
+            raise SpecError(f"{where}: missing field {missing[0]!r}")
+        try:
+            cls = BLOCKS.get(b["type"])
+        except SpecError as e:
+            raise SpecError(f"{where}: {e}") from None
+        if not issubclass(cls, Block):
+            raise SpecError(f"{where}: {b['type']!r} is a row type, not a block")
+        where = f"{where} ({b['name']}, {b['type']})"
+        for key in ("in", "out", "s"):
+            v = b.get(key, 1)
+            if not _is_int(v) or v < 1:
+                raise SpecError(f"{where}: field {key!r} must be a positive integer, got {v!r}")
+        for key in ("k", "exp"):
+            v = b.get(key)
+            if v is not None and (not _is_int(v) or v < 1):
+                raise SpecError(f"{where}: field {key!r} must be a positive integer, got {v!r}")
+        se = b.get("se", 0.0)
+        if not isinstance(se, Real) or isinstance(se, bool) or not 0 <= se <= 1:
+            raise SpecError(f"{where}: field 'se' must be a ratio in [0, 1], got {se!r}")
+        if b["in"] != chs:
+            raise SpecError(f"{where}: field 'in' is {b['in']} but the previous block gives {chs} channels")
+        got = tuple(b["size"]) if b.get("size") is not None else None
+        if got != size:
+            raise SpecError(f"{where}: field 'size' is {b.get('size')} but the previous block gives {list(size) if size else None}")
+        _check_name(b["name"], blocks, where)
+        cfg = BlockConfig(
+            type=BLOCKS.canonical(b["type"]),
+            name=b["name"],
+            in_chs=b["in"],
+            out_chs=b["out"],
+            in_size=size,
+            out_size=None,
+            stride=b.get("s", 1),
+            kernel=b.get("k"),
+            exp=b.get("exp"),
+            se=float(se),
+            act=b.get("nl"),
+            args={k: (tuple(v) if isinstance(v, list) else v) for k, v in b.items() if k not in _BLOCK_KEYS},
+            source=where,
+        )
+        if cls.input == "map" and size is None:
+            raise SpecError(f"{where}: needs a feature map but gets a flat vector")
+        if cls.input == "flat" and size is not None:
+            raise SpecError(f"{where}: needs a flat vector but gets a feature map")
+        out_size: Size = cls.output_size(cfg) if size is not None else None
+        if out_size is not None and min(out_size) < 1:
+            raise SpecError(f"{where}: input_size {knobs.input_size} is too small: the feature map reaches zero here")
+        cfg = dataclasses.replace(cfg, out_size=out_size)
+        blocks.append(cfg)
+        chs, size = cfg.out_chs, out_size
+    return blocks
+
+
+def _check_name(name: Any, before: list[BlockConfig], where: str) -> None:
+    """Names must be stem.i, stages.s.j, head.i, numbered in order."""
+    parts = str(name).split(".")
+    prev = before[-1] if before else None
+    order = {"stem": 0, "stages": 1, "head": 2}
+    ok = (parts[0] in ("stem", "head") and len(parts) == 2) or (parts[0] == "stages" and len(parts) == 3)
+    ok = ok and all(p.isdigit() for p in parts[1:])
+    if ok and prev is not None:
+        pp = prev.name.split(".")
+        if order[parts[0]] < order[pp[0]]:
+            ok = False
+        elif parts[0] == pp[0] == "stages":
+            ok = (parts[1] == pp[1] and int(parts[2]) == int(pp[2]) + 1) or (int(parts[1]) == int(pp[1]) + 1 and parts[2] == "0")
+        elif parts[0] == pp[0]:
+            ok = int(parts[1]) == int(pp[1]) + 1
+        else:
+            ok = parts[1:] == ["0"] * (len(parts) - 1)
+    elif ok:
+        ok = parts[1:] == ["0"] * (len(parts) - 1)
+    if not ok:
+        raise SpecError(f"{where}: name {name!r} is out of order; blocks are named stem.i, stages.s.j, head.i, counting from 0")

@@ -1,0 +1,18 @@
+"""Where the model zoo lives: ``conf/model/<name>.yaml``, one file per paper table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+MODEL_DIR = CONF_DIR / "model"
+
+
+def list_models() -> list[str]:
+    """Names of the zoo's specs (``conf/model/*.yaml``), sorted."""
+    return sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
+
+
+def model_path(name: str) -> Path:
+    """The spec file of a zoo model."""
+    return MODEL_DIR / f"{name}.yaml"
