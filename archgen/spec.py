@@ -95,8 +95,17 @@ class ModelSpec:
         return d
 
     def to_yaml(self) -> str:
-        """``to_dict`` as YAML; ``load_spec`` reads it back to the same spec."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+        """``to_dict`` as YAML, one block per line; ``load_spec`` reads it back to the same spec."""
+        d = self.to_dict()
+        blocks = d.pop("blocks")
+        meta = {k: d.pop(k) for k in ("name", "paper", "reference", "conventions") if k in d}
+        lines = [
+            yaml.safe_dump(meta, sort_keys=False, default_flow_style=False, width=120).rstrip(),
+            yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=120).rstrip(),
+            "blocks:",
+        ]
+        lines += ["  - " + yaml.safe_dump(b, sort_keys=False, default_flow_style=True, width=1 << 16).strip() for b in blocks]
+        return "\n".join(lines) + "\n"
 
 
 # -- loading ------------------------------------------------------------------------------

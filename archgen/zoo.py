@@ -1,8 +1,14 @@
-"""Where the model zoo lives: ``conf/model/<name>.yaml``, one file per paper table."""
+"""Where the model zoo lives: ``conf/model/<name>.yaml``, one file per paper table.
+
+``conf/`` sits beside the package in the repository, which an editable install
+(``pip install -e .``) keeps in place.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from .errors import SpecError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_DIR = CONF_DIR / "model"
@@ -10,6 +16,8 @@ MODEL_DIR = CONF_DIR / "model"
 
 def list_models() -> list[str]:
     """Names of the zoo's specs (``conf/model/*.yaml``), sorted."""
+    if not MODEL_DIR.is_dir():
+        raise SpecError(f"the zoo is missing: no {MODEL_DIR}; install archgen from its repository with pip install -e .")
     return sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
 
 

@@ -1,0 +1,183 @@
+"""``python -m archgen``: the layer table, the run's outputs, overrides, multirun, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+import archgen
+from archgen.__main__ import run
+from archgen.zoo import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "archgen", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def compose_run(tmp_path):
+    """Compose the Hydra config in-process (as the app would) and run it into tmp_path."""
+
+    def go(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        model = cfg.hydra.runtime.choices.get("model")
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return run(cfg, tmp_path, list(overrides), model)
+
+    return go
+
+
+@pytest.mark.parametrize("name", archgen.list_models())
+def test_every_zoo_config_composes_and_runs(compose_run, tmp_path, name, capsys):
+    summary = compose_run(f"model={name}", "table=false")
+    assert summary["model"] == name
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert summary["params"] == archgen.count(archgen.load_spec(name)).params
+    assert name in capsys.readouterr().out
+
+
+def test_overrides_reach_the_model(compose_run, tmp_path):
+    s = compose_run("model=mbv2", "model.width_mult=0.75", "model.input_size=192", "model.num_classes=10")
+    assert (s["width_mult"], s["input_size"], s["num_classes"]) == (0.75, [192, 192], 10)
+    expected = archgen.load_spec("mbv2", width_mult=0.75, input_size=192, num_classes=10)
+    assert s["params"] == archgen.count(expected).params
+
+
+def test_written_spec_rebuilds_the_identical_model(compose_run, tmp_path):
+    compose_run("model=mbv3_small", "model.width_mult=0.75", "table=false")
+    written = archgen.load_spec(tmp_path / "spec.yaml")
+    original = archgen.load_spec("mbv3_small", width_mult=0.75)
+    assert [b.to_dict() for b in written.blocks] == [b.to_dict() for b in original.blocks]
+    a, b = archgen.build(written).state_dict(), archgen.build(original).state_dict()
+    assert [(k, v.shape) for k, v in a.items()] == [(k, v.shape) for k, v in b.items()]
+
+
+def test_main_command_prints_the_layer_table_and_writes_outputs(tmp_path):
+    r = _cli("model=mbv3_large", f"hydra.run.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if "block" in line and "MACs" in line)
+    for column in ("type", "input -> output", "k", "exp", "se", "nl", "s", "params"):
+        assert column in header
+    assert "stages.4.2" in r.stdout and "3x224x224 -> 16x112x112" in r.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert f"{summary['params']:,} params" in r.stdout
+    assert yaml.safe_load((tmp_path / "spec.yaml").read_text())["name"] == "mbv3_large"
+    rebuilt = _cli(f"spec={tmp_path / 'spec.yaml'}", f"hydra.run.dir={tmp_path / 'again'}", "table=false")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["params"] == summary["params"]
+
+
+def test_multirun_writes_each_summary_and_one_table(tmp_path):
+    r = _cli("-m", "model=mbv1,mbv2", "model.width_mult=0.5,1.0", "table=false", f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    jobs = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
+    assert len(jobs) == 4
+    rows = (tmp_path / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("job,model,width_mult")
+    assert len(rows) == 5
+    md = (tmp_path / "summary.md").read_text().splitlines()
+    assert len(md) == 6 and md[0].startswith("| job | model |")
+    params = {(json.loads(p.read_text())["model"], json.loads(p.read_text())["width_mult"]): json.loads(p.read_text())["params"]
+              for p in tmp_path.glob("*/summary.json")}
+    assert params[("mbv2", 0.5)] == archgen.count(archgen.load_spec("mbv2", width_mult=0.5)).params
+
+
+def _assert_bad_input(r: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for f in fragments:
+        assert f in lines[0]
+
+
+def test_unknown_model_lists_the_zoo(tmp_path):
+    r = _cli("model=mbv9", f"hydra.run.dir={tmp_path}")
+    _assert_bad_input(r, "unknown model 'mbv9'", "mbv3_large")
+    assert not any(tmp_path.iterdir())
+
+
+def test_malformed_spec_file_exits_2_without_writing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    spec = yaml.safe_load((CONF_DIR / "model" / "mbv3_small.yaml").read_text())
+    spec["body"]["rows"][3][0] = 4  # an even kernel in the 4th bneck row
+    bad.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    r = _cli(f"spec={bad}", f"hydra.run.dir={out}")
+    _assert_bad_input(r, str(bad), "body row 4", "'k'", "odd")
+    assert not (out / "summary.json").exists() and not (out / "spec.yaml").exists()
+
+
+def test_unreadable_yaml_exits_2(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: x\nbody: [1, 2\n")
+    _assert_bad_input(_cli(f"spec={bad}", f"hydra.run.dir={tmp_path / 'run'}"), str(bad), "unreadable YAML")
+
+
+def test_imports_register_user_blocks_only_when_asked(tmp_path):
+    (tmp_path / "my_blocks.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from torch import nn
+        import archgen
+        from archgen import rows
+
+        @archgen.register_block("cli_test_double_conv")
+        class DoubleConv(archgen.Block):
+            """Two 3x3 convs (a user's block, registered from outside the package)."""
+
+            @dataclass(frozen=True, kw_only=True)
+            class Row:
+                c: int = rows.channels("output channels")
+                n: int = rows.repeats()
+                s: int = rows.stride()
+
+            def __init__(self, cfg, ctx):
+                super().__init__(cfg, ctx)
+                self.a = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
+                self.b = nn.Conv2d(cfg.out_chs, cfg.out_chs, 3, 1, 1)
+
+            @classmethod
+            def output_size(cls, cfg):
+                return tuple((x - 1) // cfg.stride + 1 for x in cfg.in_size)
+
+            def forward(self, x):
+                return self.b(self.a(x))
+    '''))
+    spec = tmp_path / "user.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "user", "num_classes": 5, "input_size": 32,
+        "body": {"type": "cli_test_double_conv", "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
+        "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
+    }))
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    without = _cli(f"spec={spec}", f"hydra.run.dir={tmp_path / 'a'}", env=env)
+    _assert_bad_input(without, "unknown block type 'cli_test_double_conv'")
+    with_import = _cli(f"spec={spec}", "imports=[my_blocks]", f"hydra.run.dir={tmp_path / 'b'}", env=env)
+    assert with_import.returncode == 0, with_import.stderr
+    s = json.loads((tmp_path / "b" / "summary.json").read_text())
+
+    def conv3x3(i: int, o: int) -> int:
+        return i * o * 9 + o
+
+    blocks = [conv3x3(3, 8) + conv3x3(8, 8), conv3x3(8, 16) + conv3x3(16, 16), 2 * conv3x3(16, 16)]
+    assert s["params"] == sum(blocks) + 16 * 5 + 5
+
+
+def test_unimportable_module_exits_2(tmp_path):
+    _assert_bad_input(_cli("imports=[no_such_module_xyz]", f"hydra.run.dir={tmp_path}"), "imports", "no_such_module_xyz")
