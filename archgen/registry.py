@@ -38,10 +38,11 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases."""
-        if name in self._entries:
-            return name
-        if name in self._aliases:
-            return self._aliases[name]
+        if isinstance(name, str):  # a YAML list or mapping is an unknown name, not a TypeError
+            if name in self._entries:
+                return name
+            if name in self._aliases:
+                return self._aliases[name]
         known = ", ".join(self.names())
         raise SpecError(f"unknown {self.kind} {name!r}; known: {known}")
 
@@ -54,7 +55,7 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries or name in self._aliases
+        return isinstance(name, str) and (name in self._entries or name in self._aliases)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -25,6 +25,7 @@ import yaml
 from .blocks import BLOCKS, Block, Expander, Knobs
 from .errors import SpecError
 from .ir import BlockConfig, Size
+from .layers.activations import ACTIVATIONS
 from .rows import parse_row
 from .zoo import list_models, model_path
 
@@ -129,6 +130,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except OSError as e:
         raise SpecError(f"{path}: cannot read the file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: unreadable YAML: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -158,7 +161,7 @@ def load_spec(name_or_path: str | Path | Mapping[str, Any], *, source: str | Non
         data, where = read_yaml(path), str(path)
     unknown = [k for k in overrides if k not in KNOBS]
     if unknown:
-        raise SpecError(f"unknown setting {unknown[0]!r}; the knobs are: {', '.join(KNOBS)}")
+        raise SpecError(f"{where}: unknown setting {unknown[0]!r}; the knobs are: {', '.join(KNOBS)}")
     return spec_from_dict(data, where, overrides)
 
 
@@ -171,7 +174,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
     expanded = "blocks" in data
     if expanded and any(k in data for k in TABLE_SECTIONS):
         raise SpecError(f"{source}: a spec has either tables (stem/body/head) or an expanded 'blocks' list, not both")
-    if not expanded and "body" not in data:
+    if not expanded and data.get("body") is None:
         raise SpecError(f"{source}: missing 'body': the table of the network's blocks")
     if overrides:
         if expanded:
@@ -275,6 +278,12 @@ def _table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] |
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r}; a table has: {', '.join(TABLE_KEYS)}")
     ttype, columns, defaults, rows = raw.get("type"), raw.get("columns"), raw.get("defaults", {}) or {}, raw.get("rows")
+    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+        raise SpecError(f"{where}: 'columns' must be a list of field names, got {columns!r}")
+    if columns is not None and len(set(columns)) != len(columns):
+        raise SpecError(f"{where}: 'columns' names a field twice: {columns!r}")
+    if not isinstance(defaults, Mapping):
+        raise SpecError(f"{where}: 'defaults' must be a mapping, got {defaults!r}")
     if ttype is not None:
         try:
             cls = BLOCKS.get(ttype)
@@ -286,10 +295,6 @@ def _table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] |
                 raise SpecError(f"{where}: {ttype!r} rows have no field {key!r}; they have: {', '.join(fields)}")
     elif defaults:
         raise SpecError(f"{where}: 'defaults' need the table's 'type'")
-    if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
-        raise SpecError(f"{where}: 'columns' must be a list of field names, got {columns!r}")
-    if not isinstance(defaults, Mapping):
-        raise SpecError(f"{where}: 'defaults' must be a mapping, got {defaults!r}")
     if not isinstance(rows, list):
         raise SpecError(f"{where}: 'rows' must be a list, got {rows!r}")
     return ttype, columns, dict(defaults), rows
@@ -359,6 +364,12 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
         se = b.get("se", 0.0)
         if not isinstance(se, Real) or isinstance(se, bool) or not 0 <= se <= 1:
             raise SpecError(f"{where}: field 'se' must be a ratio in [0, 1], got {se!r}")
+        if b.get("size") is not None and not (
+            isinstance(b["size"], list) and len(b["size"]) == 2 and all(_is_int(v) and v >= 1 for v in b["size"])
+        ):
+            raise SpecError(f"{where}: field 'size' must be [H, W] (positive integers), got {b['size']!r}")
+        if b.get("nl") is not None and b["nl"] not in ACTIVATIONS:
+            raise SpecError(f"{where}: field 'nl' must be an activation: one of {', '.join(ACTIVATIONS.names())}, got {b['nl']!r}")
         if b["in"] != chs:
             raise SpecError(f"{where}: field 'in' is {b['in']} but the previous block gives {chs} channels")
         got = tuple(b["size"]) if b.get("size") is not None else None
@@ -390,6 +401,8 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
         cfg = dataclasses.replace(cfg, out_size=out_size)
         blocks.append(cfg)
         chs, size = cfg.out_chs, out_size
+    if not any(b.stage is not None for b in blocks):
+        raise SpecError(f"{source}: 'blocks' has no stages.s.j block; a network needs at least one stage")
     return blocks
 
 

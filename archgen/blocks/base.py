@@ -193,6 +193,12 @@ class Expander:
         if not issubclass(cls, Block):
             raise SpecError(f"{self.where}: {type_name!r} is a row type, not a block that can be built")
         desc = f"{self.where} ({type_name})"
+        clash = sorted(set(args) & {"name", "type", "in", "out", "size"})
+        if clash:  # a programming error of the block type: BlockConfig.to_dict writes these keys itself
+            raise TypeError(f"{type_name}: block arg {clash[0]!r} collides with a key of the expanded form")
+        for what, value in (("output channels", out_chs), ("expansion channels (exp)", exp)):
+            if value is not None and value < 1:
+                raise SpecError(f"{desc}: the row gives {value} {what}; a block needs at least 1")
         if cls.input == "map" and self.size is None:
             raise SpecError(
                 f"{desc}: needs a feature map but gets a flat vector of {self.chs} features; "

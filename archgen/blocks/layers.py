@@ -39,6 +39,8 @@ class Conv(Block):
         if (row.c is None) == (row.t is None):
             raise SpecError(f"{ex.where} (conv): give exactly one of 'c' (channels) and 't' (multiple of the input)")
         out = ex.channels(row.c, row.scale) if row.c is not None else int(round(ex.chs * row.t))
+        if out < 1:
+            raise SpecError(f"{ex.where} (conv): field 't' must give at least 1 channel, got {row.t!r} x {ex.chs} channels")
         p = (row.k - 1) // 2 if row.p is None else row.p
         ex.emit(cls.type_name, out, stride=row.s, kernel=row.k, act=row.nl, p=p, bn=row.bn)
 
@@ -64,6 +66,8 @@ class _Pool(Block):
 
     @classmethod
     def expand(cls, row: "_Pool.Row", ex: Expander) -> None:
+        if row.p > row.k // 2:  # PyTorch refuses more padding than half the window
+            raise SpecError(f"{ex.where} ({cls.type_name}): field 'p' must be at most k // 2 = {row.k // 2}, got {row.p}")
         ex.emit(cls.type_name, ex.chs, stride=row.s or row.k, kernel=row.k, p=row.p, ceil=row.ceil)
 
     @classmethod
@@ -107,15 +111,15 @@ class AdaptiveAvgPool(Block):
 
     @classmethod
     def expand(cls, row: "AdaptiveAvgPool.Row", ex: Expander) -> None:
-        ex.emit(cls.type_name, ex.chs, size=row.size)
+        ex.emit(cls.type_name, ex.chs, pool_size=row.size)  # "size" is the expanded form's input size
 
     @classmethod
     def output_size(cls, cfg: BlockConfig) -> Size:
-        return (cfg.args["size"], cfg.args["size"])
+        return (cfg.args["pool_size"], cfg.args["pool_size"])
 
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
-        self.pool = nn.AdaptiveAvgPool2d(cfg.args["size"])
+        self.pool = nn.AdaptiveAvgPool2d(cfg.args["pool_size"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import rows
+from ..errors import SpecError
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..layers.conv import ConvNormAct
@@ -96,6 +97,8 @@ class MBv2Bottleneck(InvertedResidual):
         out = ex.channels(row.c)
         for i in range(ex.repeats(row.n)):
             exp = int(round(ex.chs * row.t))  # torchvision: int(round(inp * expand_ratio)), not rounded to 8
+            if exp < 1:
+                raise SpecError(f"{ex.where} (ir): field 't' must give at least 1 hidden channel, got {row.t!r} x {ex.chs} channels")
             ex.emit(cls.type_name, out, stride=row.s if i == 0 else 1, kernel=row.k, exp=exp, se=row.se, act=row.nl)
 
 

@@ -1,0 +1,121 @@
+"""ResNet blocks: shortcuts, the v1.5 stride, knobs, torchvision's ResNet-50 logits, bad rows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.models as tvm
+import yaml
+
+import archgen
+from archgen.layers.conv import ConvNormAct
+from archgen.zoo import model_path
+from tests.conftest import randomize_bn
+
+
+def _table(name: str) -> dict:
+    return yaml.safe_load(model_path(name).read_text())
+
+
+def _block_outputs(model: archgen.ArchNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape (without the batch) of every block of the flat list, from one forward."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for b in model.spec.blocks:
+        model.get_submodule(b.name).register_forward_hook(
+            lambda m, i, o, name=b.name: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
+    with torch.no_grad():
+        model.eval()(x)
+    return shapes
+
+
+def _projections(model: torch.nn.Module) -> dict[str, int]:
+    """Blocks that have a projection shortcut (any module named ``downsample``) -> its stride."""
+    found = {}
+    for name, module in model.named_modules():
+        if name.endswith(".downsample") and not isinstance(module, torch.nn.Identity):
+            conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+            found[name.removesuffix(".downsample")] = conv.stride[0]
+    return found
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_projection_shortcuts_sit_where_torchvision_has_them(name):
+    model = archgen.create_model(name, input_size=32)
+    ours = _projections(model)
+    # torchvision's layer<i>.<j> is our stages.<i-1>.<j>
+    theirs = {
+        f"stages.{int(k[5]) - 1}.{k.split('.')[1]}": s for k, s in _projections(getattr(tvm, name)()).items()
+    }
+    assert ours == theirs
+    for b in model.spec.blocks:
+        if b.section == "stages":
+            assert (b.name in ours) == (b.stride != 1 or b.in_chs != b.out_chs)
+            if b.name in ours:
+                assert isinstance(model.get_submodule(b.name).downsample, ConvNormAct)
+
+
+def test_bottleneck_strides_its_3x3_conv():
+    model = archgen.create_model("resnet50", input_size=32)
+    for b in model.spec.blocks:
+        if b.type == "bottleneck":
+            block = model.get_submodule(b.name)
+            assert block.conv1.stride == block.conv3.stride == (1, 1)
+            assert block.conv2.stride == (b.stride, b.stride)
+            assert block.conv1.out_channels == block.conv2.out_channels == b.exp
+
+
+@pytest.mark.parametrize(
+    ("name", "stage_chs"),
+    [("resnet18", [32, 64, 128, 256]), ("resnet50", [128, 256, 512, 1024])],
+)
+def test_width_and_depth_multipliers_give_the_predicted_shapes(name, stage_chs):
+    spec = archgen.load_spec(name, width_mult=0.5, depth_mult=1.5, input_size=63)
+    base = archgen.load_spec(name)
+    for s in range(4):
+        n = len(base.stage_blocks(s))
+        assert len(spec.stage_blocks(s)) == -(-n * 3 // 2)  # ceil(1.5 n)
+    assert [i["num_chs"] for i in spec.feature_info()] == stage_chs
+    if name == "resnet50":
+        assert [b.exp for b in spec.blocks if b.name.endswith(".0") and b.stage is not None] == [32, 64, 128, 256]
+    model = archgen.build(spec)
+    shapes = _block_outputs(model, torch.randn(1, 3, 63, 63))
+    for b in spec.blocks:
+        assert shapes[b.name] == ((b.out_chs, *b.out_size) if b.out_size else (b.out_chs,))
+    # 63 -> 32 (conv1) -> 16 (max pool) -> 16, 8, 4, 2: each stride-2 3x3 conv rounds up
+    assert [spec.stage_blocks(s)[-1].out_size for s in range(4)] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+
+
+def test_resnet50_reference_weights_give_the_same_logits():
+    reference = randomize_bn(tvm.resnet50()).eval()
+    model = archgen.create_model("resnet50", input_size=64)
+    archgen.load_reference_weights(model, reference.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        diff = (model.eval()(x) - reference(x)).abs().max().item()
+    print(f"resnet50: max |logit diff| = {diff:.3g}")
+    assert diff <= 1e-4
+
+
+def test_expanded_spec_rebuilds_the_same_bottlenecks():
+    spec = archgen.load_spec("resnet50", width_mult=0.25)
+    again = archgen.load_spec(yaml.safe_load(spec.to_yaml()))
+    assert [b.to_dict() for b in again.blocks] == [b.to_dict() for b in spec.blocks]
+    a, b = archgen.build(again).state_dict(), archgen.build(spec).state_dict()
+    assert [(k, v.shape) for k, v in a.items()] == [(k, v.shape) for k, v in b.items()]
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "field"),
+    [
+        ("resnet50", [0, 256, 3, 1], "mid"),
+        ("resnet50", [64, 256, 0, 1], "n"),
+        ("resnet18", [64, 2, 3], "s"),
+        ("resnet18", [64.5, 2, 1], "c"),
+    ],
+)
+def test_bad_row_values_name_the_field(name, row, field):
+    data = _table(name)
+    data["body"]["rows"][0] = row
+    with pytest.raises(archgen.SpecError, match=rf"body row 1 \(\w+\): field '{field}'"):
+        archgen.load_spec(data, source=name)
