@@ -1,12 +1,14 @@
-"""``python -m archgen``: build a spec, print its layer table and costs, write the run's outputs.
+"""``python -m archgen``: build a spec, print its layer table, costs and latency, write the run's outputs.
 
     python -m archgen model=mbv3_large
     python -m archgen model=mbv2 model.width_mult=0.75 model.input_size=192
+    python -m archgen model=mbv3_large latency.threads=4 deploy=true export=onnx
+    python -m archgen model=mbv3_large latency=lut      # predicted per block by the lookup table
     python -m archgen spec=outputs/archgen/.../spec.yaml
     python -m archgen -m model=mbv1,mbv2,mbv3_large model.width_mult=0.5,1.0
 
 Bad input (a malformed spec, an unknown model, a module in ``imports`` that cannot be
-imported) prints one line and exits with status 2.
+imported, a latency setting out of range) prints one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -14,23 +16,25 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .builder import build
+from .cli import check_choices, fail
 from .cost import count
+from .cost.latency import LatencySettings, measure
+from .cost.lut import LatencyTable
+from .deploy import deploy
 from .errors import SpecError
-from .report import layer_table, totals_line, write_run
+from .export import EXPORT_FORMATS, export_model
+from .report import latency_lines, layer_table, totals_line, write_run
 from .spec import KNOBS, ModelSpec, load_spec
 from .zoo import CONF_DIR, list_models
 
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str) -> NoReturn:
-    print(f"archgen: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_BAD_INPUT)
+PROG = "archgen"
 
 
 def import_user_modules(modules: Any) -> None:
@@ -55,14 +59,44 @@ def resolve_spec(cfg: DictConfig, task_overrides: list[str], model_choice: str |
 
 
 def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice: str | None) -> dict[str, Any]:
-    """Build, count, print and write one run; raises SpecError for bad input."""
+    """Build, count, measure, print and write one run; raises SpecError for bad input.
+
+    Every setting is checked before any work, and the run's files are written last, so a bad
+    setting or a failed export leaves nothing behind.
+    """
+    settings = LatencySettings.from_config(cfg.latency)
+    fmt = cfg.get("export")
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise SpecError(f"export must be one of: {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    if cfg.measure:
+        settings.check_device()
     import_user_modules(cfg.get("imports"))
     spec = resolve_spec(cfg, task_overrides, model_choice)
     cost = count(spec)
+    model = build(spec).eval()
+    inference = deploy(model) if cfg.deploy else None
+    measured = cfg.measure and settings.source == "measured"
+    latency = measure(model, spec.in_chans, spec.input_size, settings) if measured else None
+    deployed = measure(inference, spec.in_chans, spec.input_size, settings) if inference is not None and measured else None
+    lut = LatencyTable(settings, cfg.get("cache")).predict(spec) if cfg.measure and settings.source == "lut" else None
     if cfg.get("table", True):
-        print(layer_table(spec, cost))
+        print(layer_table(spec, cost, lut))
     print(totals_line(spec, cost))
-    summary = write_run(out_dir, spec, cost)
+    for line in latency_lines(latency, deployed, lut):
+        print(line)
+    extra: dict[str, Any] = {}
+    if latency is not None:
+        extra["latency"] = latency.to_dict()
+    if deployed is not None:
+        extra["deploy_latency"] = deployed.to_dict()
+    if lut is not None:
+        extra["lut_latency"] = {"predicted_ms": lut.total_ms, "overhead_ms": lut.overhead_ms, "blocks": dict(lut.blocks)}
+    if fmt is not None:
+        example = torch.randn(1, spec.in_chans, *spec.input_size)
+        exported = export_model(inference if inference is not None else model, example, fmt, out_dir / f"model.{EXPORT_FORMATS[fmt]}")
+        print(f"exported {exported.path.name} ({fmt}): max |logit diff| {exported.max_abs_diff:.2e} vs PyTorch")
+        extra["export"] = {"format": fmt, "file": exported.path.name, "max_abs_diff": exported.max_abs_diff}
+    summary = write_run(out_dir, spec, cost, extra)
     print(f"wrote {out_dir}")
     return summary
 
@@ -75,26 +109,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.runtime.choices.get("model"))
     except SpecError as e:
-        fail(str(e))
-
-
-def check_model_overrides(argv: list[str]) -> None:
-    """Reject ``model=<unknown>`` before Hydra does, with the zoo listed and exit status 2."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    args = [a for a in argv if "=" in a and not a.startswith("-")]
-    try:
-        overrides = OverridesParser.create().parse_overrides(args)
-    except Exception:  # a malformed override: Hydra reports it with its own message
-        return
-    zoo = list_models()
-    for o in overrides:
-        if o.key_or_group != "model" or o.package is not None:
-            continue
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        for v in values:
-            if v not in zoo:
-                fail(f"unknown model {v!r}; the zoo has: {', '.join(zoo)} (or build a file with spec=path.yaml)")
+        fail(PROG, str(e))
 
 
 def run_name(spec: str | None, model: str) -> str:
@@ -103,7 +118,7 @@ def run_name(spec: str | None, model: str) -> str:
 
 
 def main() -> None:
-    check_model_overrides(sys.argv[1:])
+    check_choices(PROG, sys.argv[1:], "model", list_models(), " (or build a file with spec=path.yaml)")
     if not OmegaConf.has_resolver("archgen_run_name"):
         OmegaConf.register_new_resolver("archgen_run_name", run_name)
     _hydra_main()

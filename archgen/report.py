@@ -5,34 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .cost import ModelCost
+from .cost.latency import Latency, describe
+from .cost.lut import Prediction
+from .fileio import write_atomic
 from .ir import fmt_shape
 from .spec import ModelSpec
 
 SUMMARY = "summary.json"
 EXPANDED_SPEC = "spec.yaml"
-AGG_COLUMNS = ("job", "model", "width_mult", "depth_mult", "input_size", "num_classes", "params", "macs")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+AGG_COLUMNS = (
+    "job", "model", "width_mult", "depth_mult", "input_size", "num_classes", "params", "macs",
+    "latency_ms", "latency_p10_ms", "latency_p90_ms", "deploy_latency_ms", "env",
+)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -54,17 +42,22 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(out) + "\n"
 
 
-def layer_table(spec: ModelSpec, cost: ModelCost) -> str:
-    """One line per block: index, name, type, input -> output shape, k, exp, SE, activation, stride, params, MACs."""
-    headers = ("#", "block", "type", "input -> output", "k", "exp", "se", "nl", "s", "params", "MACs")
+def layer_table(spec: ModelSpec, cost: ModelCost, lut: Prediction | None = None) -> str:
+    """One line per block: index, name, type, input -> output shape, k, exp, SE, activation, stride,
+    params, MACs, and with ``lut`` the block's latency from the lookup table."""
+    headers = ["#", "block", "type", "input -> output", "k", "exp", "se", "nl", "s", "params", "MACs"]
+    per_block = dict(lut.blocks) if lut is not None else {}
     rows = []
     for i, (b, c) in enumerate(zip(spec.blocks, cost.blocks)):
         shape = f"{fmt_shape(b.in_chs, b.in_size)} -> {fmt_shape(b.out_chs, b.out_size)}"
-        rows.append(
-            (i, b.name, b.type, shape, b.kernel or "-", b.exp or "-", f"{b.se:g}" if b.se else "-", b.act or "-",
-             b.stride, f"{c.params:,}", f"{c.macs:,}")
-        )
-    return format_table(headers, rows, align="rllllllllrr")
+        row = [i, b.name, b.type, shape, b.kernel or "-", b.exp or "-", f"{b.se:g}" if b.se else "-", b.act or "-",
+               b.stride, f"{c.params:,}", f"{c.macs:,}"]
+        if lut is not None:
+            row.append(f"{per_block[b.name]:.3f}")
+        rows.append(row)
+    if lut is not None:
+        headers.append("LUT ms")
+    return format_table(headers, rows, align="rllllllllrr" + "r" * (lut is not None))
 
 
 def totals_line(spec: ModelSpec, cost: ModelCost) -> str:
@@ -76,8 +69,24 @@ def totals_line(spec: ModelSpec, cost: ModelCost) -> str:
     )
 
 
-def summary(spec: ModelSpec, cost: ModelCost) -> dict[str, Any]:
-    """What ``summary.json`` holds."""
+def latency_lines(
+    latency: Latency | None, deployed: Latency | None = None, lut: Prediction | None = None
+) -> list[str]:
+    """The latency figures of a run, each with the environment it was measured in."""
+    lines = []
+    if latency is not None:
+        lines.append(f"latency: {latency} on {describe(latency.fingerprint)}")
+    if deployed is not None:
+        ratio = f", {deployed.median_ms / latency.median_ms:.2f}x the training form" if latency is not None else ""
+        lines.append(f"latency, inference form: {deployed}{ratio}")
+    if lut is not None:
+        overhead = f"{lut.overhead_ms:.2f} ms overhead" if lut.calibrated else "no overhead: calibrate with python -m archgen.cost.validate"
+        lines.append(f"latency, lookup table: {lut.total_ms:.2f} ms predicted (blocks + {overhead})")
+    return lines
+
+
+def summary(spec: ModelSpec, cost: ModelCost, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``summary.json`` holds: the spec's knobs and costs, plus ``extra`` (latency, export...)."""
     return {
         "model": spec.name,
         "source": spec.source,
@@ -91,12 +100,13 @@ def summary(spec: ModelSpec, cost: ModelCost) -> dict[str, Any]:
         "dropout": spec.dropout,
         "num_blocks": len(spec.blocks),
         "feature_info": spec.feature_info(),
+        **(extra or {}),
     }
 
 
-def write_run(out_dir: Path, spec: ModelSpec, cost: ModelCost) -> dict[str, Any]:
+def write_run(out_dir: Path, spec: ModelSpec, cost: ModelCost, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the expanded spec and the summary into a run directory; returns the summary."""
-    s = summary(spec, cost)
+    s = summary(spec, cost, extra)
     write_atomic(out_dir / EXPANDED_SPEC, spec.to_yaml())
     write_atomic(out_dir / SUMMARY, json.dumps(s, indent=2) + "\n")
     return s
@@ -105,12 +115,16 @@ def write_run(out_dir: Path, spec: ModelSpec, cost: ModelCost) -> dict[str, Any]
 def aggregate(sweep_dir: Path) -> list[dict[str, Any]]:
     """Collect every job's summary under a sweep dir into ``summary.csv`` and ``summary.md`` there."""
     rows = []
-    for path in sorted(sweep_dir.glob(f"*/{SUMMARY}"), key=lambda p: _job_order(p.parent.name)):
+    for path in sorted(sweep_dir.glob(f"*/{SUMMARY}"), key=lambda p: job_order(p.parent.name)):
         s = json.loads(path.read_text())
         h, w = s["input_size"]
+        lat, dep = s.get("latency") or {}, s.get("deploy_latency") or {}
         rows.append(
             {"job": path.parent.name, "model": s["model"], "width_mult": s["width_mult"], "depth_mult": s["depth_mult"],
-             "input_size": f"{h}x{w}", "num_classes": s["num_classes"], "params": s["params"], "macs": s["macs"]}
+             "input_size": f"{h}x{w}", "num_classes": s["num_classes"], "params": s["params"], "macs": s["macs"],
+             "latency_ms": lat.get("median_ms", ""), "latency_p10_ms": lat.get("p10_ms", ""),
+             "latency_p90_ms": lat.get("p90_ms", ""), "deploy_latency_ms": dep.get("median_ms", ""),
+             "env": describe(lat["fingerprint"]) if lat else ""}
         )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=AGG_COLUMNS, lineterminator="\n")
@@ -119,15 +133,22 @@ def aggregate(sweep_dir: Path) -> list[dict[str, Any]]:
     write_atomic(sweep_dir / "summary.csv", buf.getvalue())
     md_rows = [
         (r["job"], r["model"], r["width_mult"], r["depth_mult"], r["input_size"], r["num_classes"],
-         f"{r['params'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}")
+         f"{r['params'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}", _ms(r["latency_ms"]),
+         f"{_ms(r['latency_p10_ms'])}-{_ms(r['latency_p90_ms'])}" if r["latency_ms"] != "" else "",
+         _ms(r["deploy_latency_ms"]), r["env"])
         for r in rows
     ]
-    headers = ("job", "model", "width_mult", "depth_mult", "input_size", "num_classes", "params (M)", "MACs (M)")
+    headers = ("job", "model", "width_mult", "depth_mult", "input_size", "num_classes", "params (M)", "MACs (M)",
+               "latency (ms)", "p10-p90 (ms)", "inference form (ms)", "measured on")
     write_atomic(sweep_dir / "summary.md", markdown_table(headers, md_rows))
     return rows
 
 
-def _job_order(dirname: str) -> tuple[int, str]:
+def _ms(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else ""
+
+
+def job_order(dirname: str) -> tuple[int, str]:
     head = dirname.split("_", 1)[0]
     return (int(head), dirname) if head.isdigit() else (1 << 30, dirname)
 

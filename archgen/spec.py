@@ -406,6 +406,29 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
     return blocks
 
 
+def rechain(spec: ModelSpec, blocks: Sequence[BlockConfig], source: str | None = None) -> ModelSpec:
+    """A spec with an edited block list (a search changed widths, depths or block settings).
+
+    Channels and feature-map sizes are derived again block by block (``Block.output_chs`` and
+    ``output_size``), blocks are renumbered within their sections and stages, and the result is
+    checked exactly as a loaded expanded spec is, so it is what its ``to_yaml`` rebuilds.
+    """
+    chs, size = spec.in_chans, spec.input_size
+    counters: dict[str, int] = {}
+    chained = []
+    for b in blocks:
+        cls = BLOCKS.get(b.type)
+        group = f"stages.{b.stage}" if b.stage is not None else b.section
+        name = f"{group}.{counters.get(group, 0)}"
+        counters[group] = counters.get(group, 0) + 1
+        b = dataclasses.replace(b, name=name, in_chs=chs, in_size=size, out_chs=cls.output_chs(b, chs))
+        out_size = cls.output_size(b) if size is not None else None
+        chained.append(dataclasses.replace(b, out_size=out_size))
+        chs, size = b.out_chs, out_size  # a size that reaches zero is reported, block named, by the check below
+    data = dataclasses.replace(spec, blocks=tuple(chained)).to_dict()
+    return spec_from_dict(data, source or spec.source)
+
+
 def _check_name(name: Any, before: list[BlockConfig], where: str) -> None:
     """Names must be stem.i, stages.s.j, head.i, numbered in order."""
     parts = str(name).split(".")

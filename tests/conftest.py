@@ -29,3 +29,19 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def calibrate_bn(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm the statistics of the activations ``x`` produces and random affine
+    weights, as a trained network has: eval-mode logits then depend on every BN and keep a
+    realistic scale (random running statistics make deep networks' logits explode)."""
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batch
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+        model.train()(x)
+    return model.eval()

@@ -7,6 +7,8 @@ It declares its table row as ``Row`` (a keyword-only dataclass built from
 * ``expand(row, ex)``: turns one validated row into concrete blocks with ``ex.emit(...)``;
   the default repeats the block ``n`` times (depth-scaled) with stride ``s`` on the first;
 * ``output_size(cfg)``: the output (H, W) for a block config, without building anything;
+* ``output_chs(cfg, in_chs)``: the output channels when fed another input width (default:
+  the config's own ``out_chs``; ``PassThrough`` blocks keep their input's);
 * ``__init__(cfg, ctx)``: builds the module from a ``BlockConfig`` and a ``BuildContext``.
 
 ``RowType`` entries (no module) only expand into other registered blocks, e.g. a VGG stage
@@ -86,6 +88,25 @@ class Block(RowType, nn.Module):
         k = cfg.kernel or 1
         p = cfg.args.get("p", (k - 1) // 2)
         return tuple(conv_out(x, k, cfg.stride, p) for x in cfg.in_size)  # type: ignore[return-value]
+
+    @classmethod
+    def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
+        """Output channels when the block is fed ``in_chs`` channels instead of ``cfg.in_chs``
+        (a search changed an earlier block's width). Default: the block sets its own width."""
+        return cfg.out_chs
+
+
+class SequentialBlock(Block, nn.Sequential):
+    """A block that is a chain: its forward runs its submodules in the order they were assigned
+    (``nn.Sequential.forward``), without a ``__getattr__`` per submodule on the hot path."""
+
+
+class PassThrough(Block):
+    """A block whose output has its input's channels (pools, dropout, norms)."""
+
+    @classmethod
+    def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
+        return in_chs
 
 
 def register_block(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type], type]:

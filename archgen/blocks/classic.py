@@ -19,13 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-
 from .. import rows
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..layers.conv import ConvNormAct
-from .base import Block, Expander, RowType, register_block
+from .base import Expander, RowType, SequentialBlock, register_block
 
 
 @register_block("vgg")
@@ -48,7 +46,7 @@ class VGGStage(RowType):
 
 
 @register_block("nin")
-class NiNBlock(Block):
+class NiNBlock(SequentialBlock):
     """k x k conv (stride s, padding p) -> ReLU -> 1x1 conv -> ReLU -> 1x1 conv -> ReLU.
 
     The two 1x1 convolutions are the paper's per-pixel MLP; every conv has a bias (no BN).
@@ -72,9 +70,6 @@ class NiNBlock(Block):
         self.conv1 = ConvNormAct(cfg.in_chs, out, k, cfg.stride, ctx, padding=cfg.args["p"], norm=False, act=cfg.act)
         self.conv2 = ConvNormAct(out, out, 1, 1, ctx, norm=False, act=cfg.act)
         self.conv3 = ConvNormAct(out, out, 1, 1, ctx, norm=False, act=cfg.act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv3(self.conv2(self.conv1(x)))
 
 
 __all__ = ["NiNBlock", "VGGStage"]

@@ -24,7 +24,7 @@ from ..errors import SpecError
 from ..ir import BlockConfig, Size
 from ..layers.activations import make_act
 from ..layers.context import BuildContext
-from .base import Block, Expander, conv_out, register_block
+from .base import Block, Expander, SequentialBlock, conv_out, register_block
 
 _BN_SIZE = 4  # DenseNet-B's bottleneck: the 1x1 conv makes 4k channels (Sec. 3)
 
@@ -45,6 +45,10 @@ class DenseLayer(Block):
         k = ex.channels(row.growth_rate)
         for _ in range(ex.repeats(row.n)):
             ex.emit(cls.type_name, ex.chs + k, kernel=3, exp=row.bn_size * k, act=row.nl)
+
+    @classmethod
+    def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
+        return in_chs + cfg.out_chs - cfg.in_chs  # the input, plus growth_rate new channels
 
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
@@ -68,7 +72,7 @@ class DenseLayer(Block):
 
 
 @register_block("transition")
-class Transition(Block):
+class Transition(SequentialBlock):
     """BN -> act -> 1x1 conv to floor(in x compression) -> 2x2 average pool, stride 2."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -78,14 +82,22 @@ class Transition(Block):
 
     @classmethod
     def expand(cls, row: "Transition.Row", ex: Expander) -> None:
-        # Exact decimal arithmetic: floor(0.29 * 100) must be 29, not the float product's 28.
-        out = int(Fraction(repr(row.compression)) * ex.chs)
+        out = cls.output_chs_of(row.compression, ex.chs)
         if out < 1:
             raise SpecError(
                 f"{ex.where} (transition): field 'compression' {row.compression:g} leaves no channel "
                 f"of the {ex.chs} input channels"
             )
-        ex.emit(cls.type_name, out, stride=2, act=row.nl)
+        ex.emit(cls.type_name, out, stride=2, act=row.nl, compression=row.compression)
+
+    @staticmethod
+    def output_chs_of(compression: float, in_chs: int) -> int:
+        # Exact decimal arithmetic: floor(0.29 * 100) must be 29, not the float product's 28.
+        return int(Fraction(repr(compression)) * in_chs)
+
+    @classmethod
+    def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
+        return cls.output_chs_of(cfg.args["compression"], in_chs)
 
     @classmethod
     def output_size(cls, cfg: BlockConfig) -> Size:
@@ -98,9 +110,6 @@ class Transition(Block):
         self.relu = make_act(cfg.act)
         self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, 1, bias=False)
         self.pool = nn.AvgPool2d(2, cfg.stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.conv(self.relu(self.norm(x))))
 
 
 __all__ = ["DenseLayer", "Transition"]

@@ -14,13 +14,13 @@ from ..errors import SpecError
 from ..ir import BlockConfig, Size
 from ..layers.activations import make_act
 from ..layers.context import BuildContext
-from .base import Block, Expander, conv_out, register_block
+from .base import Block, Expander, PassThrough, SequentialBlock, conv_out, register_block
 
 _LAYER_STRIDES = (1, 2, 3, 4)  # plain layers may stride more than blocks (AlexNet's conv1 has stride 4)
 
 
 @register_block("conv")
-class Conv(Block):
+class Conv(SequentialBlock):
     """Conv2d -> BatchNorm (``bn``) -> activation (``nl``)."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -47,14 +47,13 @@ class Conv(Block):
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
         self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, cfg.kernel, cfg.stride, cfg.args["p"], bias=not cfg.args["bn"])
-        self.bn = ctx.norm(cfg.out_chs) if cfg.args["bn"] else nn.Identity()
-        self.act = make_act(cfg.act)
+        if cfg.args["bn"]:
+            self.bn = ctx.norm(cfg.out_chs)
+        if cfg.act is not None:
+            self.act = make_act(cfg.act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
 
-
-class _Pool(Block):
+class _Pool(PassThrough, SequentialBlock):
     """Shared row and size rule of the max and average pools."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -85,9 +84,6 @@ class MaxPool(_Pool):
         super().__init__(cfg, ctx)
         self.pool = nn.MaxPool2d(cfg.kernel, cfg.stride, cfg.args["p"], ceil_mode=cfg.args["ceil"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
-
 
 @register_block("avgpool")
 class AvgPool(_Pool):
@@ -97,12 +93,9 @@ class AvgPool(_Pool):
         super().__init__(cfg, ctx)
         self.pool = nn.AvgPool2d(cfg.kernel, cfg.stride, cfg.args["p"], ceil_mode=cfg.args["ceil"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
-
 
 @register_block("adaptive_avgpool")
-class AdaptiveAvgPool(Block):
+class AdaptiveAvgPool(PassThrough, SequentialBlock):
     """nn.AdaptiveAvgPool2d to a fixed ``size`` (AlexNet's 6x6, VGG's 7x7 before the classifier)."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -121,12 +114,9 @@ class AdaptiveAvgPool(Block):
         super().__init__(cfg, ctx)
         self.pool = nn.AdaptiveAvgPool2d(cfg.args["pool_size"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
-
 
 @register_block("global_pool")
-class GlobalPool(Block):
+class GlobalPool(PassThrough):
     """Global average (or max) pooling to a flat vector of the channels."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -166,12 +156,16 @@ class Flatten(Block):
     def output_size(cls, cfg: BlockConfig) -> Size:
         return None
 
+    @classmethod
+    def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
+        return in_chs * (cfg.out_chs // cfg.in_chs)  # C x H x W: the map's size is unchanged
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(x, 1)
 
 
 @register_block("linear")
-class Linear(Block):
+class Linear(SequentialBlock):
     """nn.Linear -> activation (MobileNetV3's "conv2d 1x1, NBN" rows after the pool are these)."""
 
     input = "flat"
@@ -189,14 +183,12 @@ class Linear(Block):
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
         self.fc = nn.Linear(cfg.in_chs, cfg.out_chs)
-        self.act = make_act(cfg.act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.fc(x))
+        if cfg.act is not None:
+            self.act = make_act(cfg.act)
 
 
 @register_block("dropout")
-class Dropout(Block):
+class Dropout(PassThrough, SequentialBlock):
     """nn.Dropout; without ``p`` it takes the model's ``dropout`` knob."""
 
     input = "any"
@@ -217,12 +209,9 @@ class Dropout(Block):
         super().__init__(cfg, ctx)
         self.drop = nn.Dropout(cfg.args["p"])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(x)
-
 
 @register_block("bn_act")
-class NormAct(Block):
+class NormAct(PassThrough, SequentialBlock):
     """BatchNorm -> activation on its own (DenseNet's final norm5 + ReLU)."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -236,10 +225,8 @@ class NormAct(Block):
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
         self.bn = ctx.norm(cfg.out_chs)
-        self.act = make_act(cfg.act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(x))
+        if cfg.act is not None:
+            self.act = make_act(cfg.act)
 
 
 __all__ = ["AdaptiveAvgPool", "AvgPool", "Conv", "Dropout", "Flatten", "GlobalPool", "Linear", "MaxPool", "NormAct"]

@@ -13,6 +13,7 @@ expansion (a ratio of the input vs. an absolute width).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
@@ -26,11 +27,11 @@ from ..layers.context import BuildContext
 from ..layers.conv import ConvNormAct
 from ..layers.helpers import make_divisible
 from ..layers.se import SqueezeExcite
-from .base import Block, Expander, register_block
+from .base import Block, Expander, SequentialBlock, register_block
 
 
 @register_block("ds")
-class DepthwiseSeparable(Block):
+class DepthwiseSeparable(SequentialBlock):
     """Depthwise k x k conv -> BN -> act, then pointwise 1x1 conv -> BN -> act (MobileNetV1)."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -47,13 +48,10 @@ class DepthwiseSeparable(Block):
         self.dw = ConvNormAct(cfg.in_chs, cfg.in_chs, k, cfg.stride, ctx, groups=cfg.in_chs, act=cfg.act)
         self.pw = ConvNormAct(cfg.in_chs, cfg.out_chs, 1, 1, ctx, act=cfg.act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pw(self.dw(x))
-
 
 class InvertedResidual(Block):
-    """1x1 expand (``pw``) -> depthwise k x k (``dw``) -> [SE] -> 1x1 linear projection (``pwl``),
-    plus the identity when the shapes allow.
+    """1x1 expand (``layers.pw``) -> depthwise k x k (``layers.dw``) -> [SE] (``layers.se``) ->
+    1x1 linear projection (``layers.pwl``), plus the identity when the shapes allow.
 
     The expand conv is left out when the expansion width equals the input width (the first
     MobileNetV2 row, t = 1; MobileNetV3's first bneck). SE acts on the expanded channels
@@ -64,18 +62,21 @@ class InvertedResidual(Block):
         super().__init__(cfg, ctx)
         exp, k, act = cfg.exp or cfg.in_chs, cfg.kernel or 3, cfg.act
         self.use_res = cfg.stride == 1 and cfg.in_chs == cfg.out_chs
-        self.pw = ConvNormAct(cfg.in_chs, exp, 1, 1, ctx, act=act) if exp != cfg.in_chs else nn.Identity()
-        self.dw = ConvNormAct(exp, exp, k, cfg.stride, ctx, groups=exp, act=act)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        if exp != cfg.in_chs:
+            layers["pw"] = ConvNormAct(cfg.in_chs, exp, 1, 1, ctx, act=act)
+        layers["dw"] = ConvNormAct(exp, exp, k, cfg.stride, ctx, groups=exp, act=act)
         if cfg.se:
             squeeze = make_divisible(exp * cfg.se, ctx.round_to)
-            self.se = SqueezeExcite(exp, squeeze, cfg.args.get("se_act", "relu"), cfg.args.get("se_gate", "hsigmoid"))
-        else:
-            self.se = nn.Identity()
-        self.pwl = ConvNormAct(exp, cfg.out_chs, 1, 1, ctx)
+            layers["se"] = SqueezeExcite(exp, squeeze, cfg.args.get("se_act", "relu"), cfg.args.get("se_gate", "hsigmoid"))
+        layers["pwl"] = ConvNormAct(exp, cfg.out_chs, 1, 1, ctx)
+        self.layers = nn.Sequential(layers)  # one Sequential, as torchvision's InvertedResidual.block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pwl(self.se(self.dw(self.pw(x))))
-        return x + y if self.use_res else y
+        y = self.layers(x)
+        if self.use_res:
+            y += x  # in place: y is the projection's fresh output (torchvision does the same)
+        return y
 
 
 @register_block("ir")

@@ -28,10 +28,10 @@ from ..layers.activations import make_act
 from ..layers.context import BuildContext
 from ..layers.conv import ConvNormAct
 from ..layers.se import EffectiveSE
-from .base import Block, Expander, register_block
+from .base import Block, Expander, SequentialBlock, register_block
 
 
-class SeparableConvNormAct(nn.Module):
+class SeparableConvNormAct(nn.Sequential):
     """Depthwise k x k conv (``conv_dw``) -> pointwise 1x1 conv (``conv_pw``) -> BN -> act,
     both convs without bias: timm's ``SeparableConvNormAct``, in its tensor order."""
 
@@ -40,14 +40,12 @@ class SeparableConvNormAct(nn.Module):
         self.conv_dw = nn.Conv2d(in_chs, in_chs, kernel, stride, (kernel - 1) // 2, groups=in_chs, bias=False)
         self.conv_pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         self.bn = ctx.norm(out_chs)
-        self.act = make_act(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv_pw(self.conv_dw(x))))
+        if act is not None:
+            self.act = make_act(act)
 
 
 @register_block("sepconv")
-class SepConv(Block):
+class SepConv(SequentialBlock):
     """A depthwise-separable conv layer with one BN (stem rows of timm's ``ese_vovnet19b_dw``)."""
 
     @dataclass(frozen=True, kw_only=True)
@@ -60,9 +58,6 @@ class SepConv(Block):
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
         self.conv = SeparableConvNormAct(cfg.in_chs, cfg.out_chs, cfg.kernel or 3, cfg.stride, ctx, cfg.act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
 
 
 @register_block("osa")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ from omegaconf import open_dict
 
 import archgen
 from archgen.__main__ import run
+from archgen.cost.latency import describe
 from archgen.zoo import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,22 +47,23 @@ def compose_run(tmp_path):
 
 @pytest.mark.parametrize("name", archgen.list_models())
 def test_every_zoo_config_composes_and_runs(compose_run, tmp_path, name, capsys):
-    summary = compose_run(f"model={name}", "table=false")
+    summary = compose_run(f"model={name}", "table=false", "measure=false")
     assert summary["model"] == name
+    assert "latency" not in summary
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert summary["params"] == archgen.count(archgen.load_spec(name)).params
     assert name in capsys.readouterr().out
 
 
 def test_overrides_reach_the_model(compose_run, tmp_path):
-    s = compose_run("model=mbv2", "model.width_mult=0.75", "model.input_size=192", "model.num_classes=10")
+    s = compose_run("model=mbv2", "model.width_mult=0.75", "model.input_size=192", "model.num_classes=10", "measure=false")
     assert (s["width_mult"], s["input_size"], s["num_classes"]) == (0.75, [192, 192], 10)
     expected = archgen.load_spec("mbv2", width_mult=0.75, input_size=192, num_classes=10)
     assert s["params"] == archgen.count(expected).params
 
 
 def test_written_spec_rebuilds_the_identical_model(compose_run, tmp_path):
-    compose_run("model=mbv3_small", "model.width_mult=0.75", "table=false")
+    compose_run("model=mbv3_small", "model.width_mult=0.75", "table=false", "measure=false")
     written = archgen.load_spec(tmp_path / "spec.yaml")
     original = archgen.load_spec("mbv3_small", width_mult=0.75)
     assert [b.to_dict() for b in written.blocks] == [b.to_dict() for b in original.blocks]
@@ -77,6 +80,11 @@ def test_main_command_prints_the_layer_table_and_writes_outputs(tmp_path):
     assert "stages.4.2" in r.stdout and "3x224x224 -> 16x112x112" in r.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert f"{summary['params']:,} params" in r.stdout
+    latency = summary["latency"]
+    assert latency["repeats"] == 50 and latency["batch_size"] == 1
+    assert 0 < latency["p10_ms"] <= latency["median_ms"] <= latency["p90_ms"]
+    assert latency["fingerprint"]["threads"] == 1 and latency["fingerprint"]["device"] == "cpu"
+    assert f"latency: {latency['median_ms']:.2f} ms" in r.stdout and latency["fingerprint"]["cpu"] in r.stdout
     assert yaml.safe_load((tmp_path / "spec.yaml").read_text())["name"] == "mbv3_large"
     rebuilt = _cli(f"spec={tmp_path / 'spec.yaml'}", f"hydra.run.dir={tmp_path / 'again'}", "table=false")
     assert rebuilt.returncode == 0, rebuilt.stderr
@@ -84,13 +92,18 @@ def test_main_command_prints_the_layer_table_and_writes_outputs(tmp_path):
 
 
 def test_multirun_writes_each_summary_and_one_table(tmp_path):
-    r = _cli("-m", "model=mbv1,mbv2", "model.width_mult=0.5,1.0", "table=false", f"hydra.sweep.dir={tmp_path}")
+    r = _cli("-m", "model=mbv1,mbv2", "model.width_mult=0.5,1.0", "table=false", "latency.repeats=3",
+             f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
     assert len(jobs) == 4
     rows = (tmp_path / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("job,model,width_mult")
     assert len(rows) == 5
+    for row in csv.DictReader(rows):  # each job's measured latency, with the environment it was measured in
+        latency = json.loads((tmp_path / row["job"] / "summary.json").read_text())["latency"]
+        assert float(row["latency_ms"]) == pytest.approx(latency["median_ms"])
+        assert row["env"] == describe(latency["fingerprint"]) and latency["repeats"] == 3
     md = (tmp_path / "summary.md").read_text().splitlines()
     assert len(md) == 6 and md[0].startswith("| job | model |")
     params = {(json.loads(p.read_text())["model"], json.loads(p.read_text())["width_mult"]): json.loads(p.read_text())["params"]
@@ -181,3 +194,63 @@ def test_imports_register_user_blocks_only_when_asked(tmp_path):
 
 def test_unimportable_module_exits_2(tmp_path):
     _assert_bad_input(_cli("imports=[no_such_module_xyz]", f"hydra.run.dir={tmp_path}"), "imports", "no_such_module_xyz")
+
+
+def test_latency_settings_reach_the_measurement(compose_run):
+    s = compose_run("model=mbv3_small", "model.input_size=96", "latency.repeats=7", "latency.warmup=1",
+                    "latency.threads=2", "table=false")
+    assert s["latency"]["repeats"] == 7 and s["latency"]["fingerprint"]["threads"] == 2
+
+
+def test_deploy_measures_the_inference_form_beside_the_training_form(compose_run, capsys):
+    s = compose_run("model=mbv3_small", "model.input_size=96", "latency.repeats=5", "deploy=true", "table=false")
+    assert s["deploy_latency"]["repeats"] == 5 and s["latency"]["repeats"] == 5
+    out = capsys.readouterr().out
+    assert "latency, inference form:" in out and "x the training form" in out
+
+
+def test_lut_adds_a_per_block_column_and_a_prediction(compose_run, tmp_path, capsys):
+    s = compose_run("model=mbv3_small", "model.input_size=64", "latency=lut", "latency.repeats=3",
+                    f"cache={tmp_path / 'cache'}")
+    assert "latency" not in s  # predicted, not measured
+    lut = s["lut_latency"]
+    assert set(lut["blocks"]) == {b["name"] for b in yaml.safe_load((tmp_path / "spec.yaml").read_text())["blocks"]}
+    assert lut["predicted_ms"] == pytest.approx(sum(lut["blocks"].values()) + lut["overhead_ms"])
+    out = capsys.readouterr().out
+    assert "LUT ms" in out.splitlines()[0] and "latency, lookup table:" in out
+    assert list((tmp_path / "cache" / "lut").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("latency.threads=0", ("latency.threads must be an integer >= 1, got 0",)),
+        ("latency.repeats=0", ("latency.repeats must be an integer >= 1, got 0",)),
+        ("latency.device=tpu", ("latency.device must be one of: cpu, cuda, got 'tpu'",)),
+        ("latency.source=guess", ("latency.source must be one of: measured, lut, got 'guess'",)),
+        ("+latency.thread=2", ("unknown setting latency.thread",)),
+        ("export=tflite", ("export must be one of: onnx, torchscript, got 'tflite'",)),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_setting(tmp_path, override, fragments):
+    r = _cli("model=mbv3_small", override, f"hydra.run.dir={tmp_path}")
+    _assert_bad_input(r, *fragments)
+    assert not any(tmp_path.iterdir()) or not (tmp_path / "summary.json").exists()
+
+
+def test_cuda_without_a_gpu_exits_2(tmp_path):
+    r = _cli("model=mbv3_small", "latency.device=cuda", f"hydra.run.dir={tmp_path}", env={"CUDA_VISIBLE_DEVICES": ""})
+    _assert_bad_input(r, "latency.device=cuda but no CUDA GPU is available here")
+
+
+def test_an_input_the_network_cannot_take_exits_2(tmp_path):
+    r = _cli("model=vgg11", "model.input_size=16", f"hydra.run.dir={tmp_path}")  # five 2x2 pools: 16 -> 0
+    _assert_bad_input(r, "input_size 16x16 is too small: the feature map reaches zero at stage 4")
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("onnx", "onnx"), ("torchscript", "pt")])
+def test_export_writes_the_checked_model_into_the_run_dir(compose_run, tmp_path, fmt, suffix):
+    s = compose_run("model=mbv3_small", "model.input_size=64", "measure=false", "deploy=true", f"export={fmt}",
+                    "table=false")
+    assert s["export"]["file"] == f"model.{suffix}" and (tmp_path / f"model.{suffix}").stat().st_size > 1e6
+    assert 0 <= s["export"]["max_abs_diff"] <= 1e-4

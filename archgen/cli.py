@@ -1,0 +1,33 @@
+"""What archgen's command-line apps share: one-line errors with exit status 2, and a check of
+config-group choices made before Hydra sees them (Hydra's own message is a traceback-sized block)."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn, Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    """Print ``prog: error: message`` on stderr and exit with status 2 (bad input)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str], hint: str = "") -> None:
+    """Reject ``key=<unknown>`` (also inside sweeps ``key=a,b``) listing the known values, exit 2."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception:  # a malformed override: Hydra reports it with its own message
+        return
+    for o in overrides:
+        if o.key_or_group != key or o.package is not None:
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        for v in values:
+            if v not in known:
+                fail(prog, f"unknown {key} {v!r}; known: {', '.join(known)}{hint}")

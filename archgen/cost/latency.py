@@ -1,0 +1,196 @@
+"""Measured latency on the machine at hand.
+
+MnasNet (Tan et al. 2019, Sec. 3) searched against latency measured on the target device,
+batch 1, one core; archgen measures the same way on whatever machine runs it. The protocol:
+
+* the model (or block) in eval mode under ``torch.inference_mode``, on ``device``, with
+  ``threads`` intra-op threads (default 1, as MnasNet's single big core);
+* ``warmup`` untimed runs first (allocator, oneDNN primitive caches, lazy CUDA init);
+* ``repeats`` timed runs, each timed alone: ``time.perf_counter_ns`` on the CPU, CUDA events
+  around the run and a synchronisation on the GPU;
+* the figure is the median, reported with the 10th and 90th percentiles so that a noisy
+  machine shows as a wide band rather than a wrong number.
+
+Every figure carries the environment it was measured in (``fingerprint``): CPU model,
+threads, torch version, device. Figures from different fingerprints are not comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+
+DEVICES = ("cpu", "cuda")
+SOURCES = ("measured", "lut")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How latency is measured (the ``latency`` group of the Hydra configs)."""
+
+    source: str = "measured"  # what a consumer uses: measured end to end, or predicted by the lookup table (lut)
+    device: str = "cpu"  # cpu or cuda
+    threads: int = 1  # torch intra-op threads (MnasNet measured on one core)
+    batch_size: int = 1  # images per run (MnasNet: 1)
+    warmup: int = 10  # untimed runs before timing
+    repeats: int = 50  # timed runs; the figure is their median
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise SpecError(f"latency.source must be one of: {', '.join(SOURCES)}, got {self.source!r}")
+        if self.device not in DEVICES:
+            raise SpecError(f"latency.device must be one of: {', '.join(DEVICES)}, got {self.device!r}")
+        for name, minimum in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("repeats", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise SpecError(f"latency.{name} must be an integer >= {minimum}, got {value!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "LatencySettings":
+        """Settings from a config mapping; unknown keys are an error that lists the known ones."""
+        known = tuple(cls.__dataclass_fields__)
+        unknown = [k for k in cfg if k not in known]
+        if unknown:
+            raise SpecError(f"unknown setting latency.{unknown[0]}; latency has: {', '.join(known)}")
+        return cls(**dict(cfg))
+
+    def check_device(self) -> None:
+        """Fail early, with a short message, when the device cannot be used here."""
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("latency.device=cuda but no CUDA GPU is available here; use latency.device=cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def fingerprint(settings: LatencySettings) -> dict[str, Any]:
+    """The environment a latency figure belongs to; figures are comparable only within one."""
+    device = settings.device
+    if device == "cuda" and torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name()})"
+    return {"cpu": cpu_model(), "threads": settings.threads, "torch": torch.__version__, "device": device}
+
+
+def describe(fp: Mapping[str, Any]) -> str:
+    """A fingerprint on one line, for tables."""
+    threads = f"{fp['threads']} thread{'s' if fp['threads'] != 1 else ''}"
+    return f"{fp['device']}, {fp['cpu']}, {threads}, torch {fp['torch']}"
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One measurement: median and 10th/90th percentiles over the timed runs, in milliseconds."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    batch_size: int
+    fingerprint: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fingerprint"] = dict(self.fingerprint)
+        return d
+
+    def __str__(self) -> str:
+        return f"{self.median_ms:.2f} ms (p10 {self.p10_ms:.2f}, p90 {self.p90_ms:.2f})"
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` torch intra-op threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_runs(fn: Callable[[], Any], settings: LatencySettings) -> list[float]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; each timed run in ms."""
+    settings.check_device()
+    cuda = settings.device == "cuda"
+    times = []
+    with intra_op_threads(settings.threads), torch.inference_mode():
+        for _ in range(settings.warmup):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        for _ in range(settings.repeats):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter_ns()
+                fn()
+                times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+def summarize(times: list[float], settings: LatencySettings) -> Latency:
+    """Median and 10th/90th percentiles of timed runs."""
+    if len(times) >= 2:
+        deciles = statistics.quantiles(times, n=10, method="inclusive")
+        p10, p90 = deciles[0], deciles[-1]
+    else:
+        p10 = p90 = times[0]
+    return Latency(
+        median_ms=statistics.median(times),
+        p10_ms=p10,
+        p90_ms=p90,
+        repeats=len(times),
+        batch_size=settings.batch_size,
+        fingerprint=fingerprint(settings),
+    )
+
+
+def example_input(in_chs: int, size: tuple[int, int] | None, settings: LatencySettings) -> torch.Tensor:
+    """A random input of the measured shape: (batch, C, H, W), or (batch, C) for a flat vector."""
+    shape = (settings.batch_size, in_chs, *size) if size is not None else (settings.batch_size, in_chs)
+    return torch.randn(shape, device=settings.device)
+
+
+def measure(
+    model: nn.Module,
+    in_chans: int,
+    input_size: tuple[int, int] | None,
+    settings: LatencySettings = LatencySettings(),
+) -> Latency:
+    """Latency of ``model`` on a random input of ``in_chans`` x ``input_size`` (see the module docs).
+
+    The model is moved to ``settings.device`` and put in eval mode (its train flag is restored).
+    """
+    settings.check_device()
+    was_training = model.training
+    model = model.to(settings.device).eval()
+    x = example_input(in_chans, input_size, settings)
+    try:
+        return summarize(time_runs(lambda: model(x), settings), settings)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,147 @@
+"""How good is the latency table? Predicted vs measured latency over random architectures.
+
+NetAdapt (Yang et al. 2018, Fig. 3) and FBNet (Wu et al. 2019, Fig. 3) validate their lookup
+tables by plotting predicted against measured latency of sampled networks. This module does
+that on the machine at hand: it draws architectures from a search space (by default the
+MobileNetV3-Large space, kernel 3/5/7, expansion 3/4/6 and SE on/off per block), calibrates
+the table's overhead on a few of them, then predicts and measures others and reports the mean
+absolute percentage error and Kendall's tau (does the table rank networks as the clock does?).
+
+    python -m archgen.cost.validate                  # 30 architectures, 1 thread, CPU
+    python -m archgen.cost.validate samples=50 latency.threads=4
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import hydra
+from omegaconf import DictConfig
+from scipy.stats import kendalltau
+
+from ..builder import build
+from ..cli import fail
+from ..errors import SpecError
+from ..fileio import write_atomic
+from ..space import Space
+from ..zoo import CONF_DIR
+from .latency import LatencySettings, describe, measure
+from .lut import LatencyTable
+
+
+@dataclass(frozen=True)
+class Check:
+    """One architecture: predicted and measured latency (ms)."""
+
+    index: int
+    predicted_ms: float
+    measured_ms: float
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the prediction."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The table's accuracy over the sampled architectures."""
+
+    checks: tuple[Check, ...]
+    overhead_ms: float
+    mape: float  # mean absolute percentage error, as a fraction
+    kendall_tau: float
+
+    def __str__(self) -> str:
+        return f"MAPE {100 * self.mape:.1f} %, Kendall's tau {self.kendall_tau:.3f} over {len(self.checks)} architectures"
+
+
+def validate(
+    table: LatencyTable,
+    space: Space,
+    samples: int = 30,
+    calibration: int = 3,
+    seed: int = 0,
+    progress: Callable[[Check], None] | None = None,
+) -> Validation:
+    """Calibrate ``table`` on ``calibration`` random architectures, then compare its predictions
+    with measurements on ``samples`` others (distinct draws of one seeded generator)."""
+    if samples < 2:
+        raise ValueError("validate needs at least 2 samples to rank")
+    rng = random.Random(seed)
+    overhead = table.calibrate(space.random(rng).spec for _ in range(calibration))
+    checks = []
+    for i in range(samples):
+        spec = space.random(rng).spec
+        predicted = table.predict(spec).total_ms
+        measured = measure(build(spec), spec.in_chans, spec.input_size, table.settings).median_ms
+        checks.append(Check(i, predicted, measured))
+        if progress is not None:
+            progress(checks[-1])
+    tau = kendalltau([c.predicted_ms for c in checks], [c.measured_ms for c in checks]).statistic
+    return Validation(
+        checks=tuple(checks),
+        overhead_ms=overhead,
+        mape=statistics.fmean(abs(c.error) for c in checks),
+        kendall_tau=float(tau),
+    )
+
+
+# -- python -m archgen.cost.validate ---------------------------------------------------------
+
+PROG = "archgen.cost.validate"
+
+
+def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None:
+    """``validation.csv`` (one row per architecture) and ``validation.json`` (the figures)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["index", "predicted_ms", "measured_ms", "error_pct"])
+    for c in result.checks:
+        writer.writerow([c.index, f"{c.predicted_ms:.4f}", f"{c.measured_ms:.4f}", f"{100 * c.error:.2f}"])
+    write_atomic(out_dir / "validation.csv", buf.getvalue())
+    doc = {
+        "mape": result.mape,
+        "kendall_tau": result.kendall_tau,
+        "samples": len(result.checks),
+        "overhead_ms": result.overhead_ms,
+        "fingerprint": table.fingerprint,
+        "protocol": {"warmup": table.settings.warmup, "repeats": table.settings.repeats, "statistic": "median"},
+        "table": table.describe(),
+    }
+    write_atomic(out_dir / "validation.json", json.dumps(doc, indent=2) + "\n")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="validate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        settings = LatencySettings.from_config(cfg.latency)
+        for key, minimum in (("samples", 2), ("calibration", 1)):
+            if not isinstance(cfg[key], int) or cfg[key] < minimum:
+                raise SpecError(f"{key} must be an integer >= {minimum}, got {cfg[key]!r}")
+        table = LatencyTable(settings, cfg.cache)
+        space = Space(str(cfg.space))
+        print(f"latency table {table.path} ({len(table)} blocks), {describe(table.fingerprint)}")
+        print(f"{'#':>3}  {'predicted':>10}  {'measured':>10}  {'error':>7}")
+        result = validate(
+            table, space, cfg.samples, cfg.calibration, cfg.seed,
+            progress=lambda c: print(f"{c.index:>3}  {c.predicted_ms:>7.2f} ms  {c.measured_ms:>7.2f} ms  {100 * c.error:>+6.1f}%"),
+        )
+    except SpecError as e:
+        fail(PROG, str(e))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    write_report(out_dir, result, table)
+    print(f"{result} (overhead {result.overhead_ms:+.2f} ms); wrote {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The per-block latency lookup table: the sum rule, the cache, concurrent writers, damage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+
+import pytest
+
+import archgen
+from archgen.cost import lut as lut_module
+from archgen.cost.latency import Latency, LatencySettings
+from archgen.cost.lut import LatencyTable
+from archgen.layers.context import BuildContext
+
+FAST = LatencySettings(warmup=1, repeats=3)
+
+
+def _spec(name="mbv3_small", **knobs):
+    return archgen.load_spec(name, input_size=64, **knobs)
+
+
+def test_prediction_is_the_sum_of_the_blocks_plus_the_overhead(tmp_path):
+    table = LatencyTable(FAST, tmp_path)
+    spec = _spec()
+    first = table.predict(spec)
+    assert [name for name, _ in first.blocks] == [b.name for b in spec.blocks]
+    assert all(ms > 0 for _, ms in first.blocks)
+    assert first.overhead_ms == 0.0 and first.total_ms == pytest.approx(sum(ms for _, ms in first.blocks))
+    table.overhead_ms = 1.25
+    again = table.predict(spec)
+    assert again.blocks == first.blocks  # read from the table, not measured again
+    assert again.total_ms == pytest.approx(sum(ms for _, ms in first.blocks) + 1.25)
+
+
+def test_each_block_config_is_measured_once_and_cached_on_disk(tmp_path, monkeypatch):
+    calls = []
+    real = LatencyTable._measure_block
+
+    def counting(self, block, ctx):
+        calls.append(self.key(block, ctx.round_to))
+        return real(self, block, ctx)
+
+    monkeypatch.setattr(LatencyTable, "_measure_block", counting)
+    spec = _spec()
+    LatencyTable(FAST, tmp_path).predict(spec)
+    assert len(calls) == len(set(calls)) == len({b.key() for b in spec.blocks})
+    calls.clear()
+    fresh = LatencyTable(FAST, tmp_path)  # a new process would read the same file
+    fresh.predict(spec)
+    assert calls == []
+    wider = _spec(width_mult=1.25)  # other widths are other keys
+    fresh.predict(wider)
+    assert calls and all(k.endswith("-round:8-batch:1") for k in calls)
+
+
+def test_tables_are_per_environment(tmp_path):
+    one, two = LatencyTable(FAST, tmp_path), LatencyTable(LatencySettings(threads=2, warmup=1, repeats=3), tmp_path)
+    assert one.path != two.path and one.path.parent == two.path.parent
+    batch = LatencyTable(LatencySettings(batch_size=4, warmup=1, repeats=3), tmp_path)
+    block = _spec().blocks[3]
+    assert batch.path == one.path and batch.key(block, 8) != one.key(block, 8)
+
+
+def test_calibration_sets_the_overhead_to_the_median_gap(tmp_path, monkeypatch):
+    table = LatencyTable(FAST, tmp_path)
+    specs = [_spec(), _spec(width_mult=0.75), _spec(width_mult=0.5)]
+    sums = [table.predict(s).total_ms for s in specs]
+    measured = iter([sums[0] + 1.0, sums[1] + 3.0, sums[2] + 2.0])
+    monkeypatch.setattr(
+        lut_module, "measure",
+        lambda model, c, size, settings: Latency(next(measured), 0, 0, 1, 1, {}),
+    )
+    assert table.calibrate(specs) == pytest.approx(2.0)
+    assert LatencyTable(FAST, tmp_path).overhead_ms == pytest.approx(2.0)  # saved with the table
+    assert table.predict(specs[0]).total_ms == pytest.approx(sums[0] + 2.0)
+
+
+def _fill(cache_dir: str, width: float) -> None:
+    LatencyTable(FAST, cache_dir).predict(archgen.load_spec("mbv3_small", input_size=32, width_mult=width))
+
+
+def test_concurrent_writers_keep_every_entry(tmp_path):
+    widths = [0.5, 0.75, 1.0, 1.25]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        pool.starmap(_fill, [(str(tmp_path), w) for w in widths])
+    table = LatencyTable(FAST, tmp_path)
+    doc = json.loads(table.path.read_text())
+    expected = {
+        table.key(b, 8)
+        for w in widths
+        for b in archgen.load_spec("mbv3_small", input_size=32, width_mult=w).blocks
+    }
+    assert expected <= set(doc["entries"])
+    assert not list(table.path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["{ not json", '{"format": 1, "entries": {"a": "fast"}}', "[]", ""])
+def test_a_damaged_table_is_rebuilt_with_a_warning(tmp_path, damage):
+    table = LatencyTable(FAST, tmp_path)
+    spec = _spec()
+    table.predict(spec)
+    table.path.write_text(damage)
+    with pytest.warns(RuntimeWarning, match="damaged latency table") as caught:
+        rebuilt = LatencyTable(FAST, tmp_path)
+        assert len(rebuilt) == 0
+        prediction = rebuilt.predict(spec)
+    assert prediction.total_ms > 0
+    assert len(caught) == 1  # reported once, when read; the rebuilt file replaces it silently
+    assert len(json.loads(rebuilt.path.read_text())["entries"]) == len({b.key() for b in spec.blocks})
+
+
+def test_a_table_of_another_environment_is_not_trusted(tmp_path):
+    table = LatencyTable(FAST, tmp_path)
+    table.predict(_spec())
+    doc = json.loads(table.path.read_text())
+    doc["fingerprint"]["cpu"] = "some other CPU"
+    table.path.write_text(json.dumps(doc))
+    with pytest.warns(RuntimeWarning, match="another format or environment"):
+        assert len(LatencyTable(FAST, tmp_path)) == 0
+
+
+def test_block_latencies_follow_the_work(tmp_path):
+    # A 7x7 depthwise kernel on 6x the channels must not be predicted cheaper than 3x3 on 3x.
+    table = LatencyTable(LatencySettings(warmup=2, repeats=15), tmp_path)
+    block = next(b for b in archgen.load_spec("mbv3_large").blocks if b.name == "stages.1.1")
+    ctx = BuildContext(round_to=8)
+    small = table.block_ms(dataclasses.replace(block, kernel=3, exp=3 * block.in_chs), ctx)
+    big = table.block_ms(dataclasses.replace(block, kernel=7, exp=6 * block.in_chs), ctx)
+    assert big > small
