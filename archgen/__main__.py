@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builder import build
-from .cli import check_choices, fail
+from .cli import check_choices, fail, load_settings
 from .cost import count
 from .cost.latency import LatencySettings, measure
 from .cost.lut import LatencyTable
@@ -64,7 +64,7 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
     Every setting is checked before any work, and the run's files are written last, so a bad
     setting or a failed export leaves nothing behind.
     """
-    settings = LatencySettings.from_config(cfg.latency)
+    settings = load_settings(LatencySettings, "latency", OmegaConf.to_container(cfg.latency))
     fmt = cfg.get("export")
     if fmt is not None and fmt not in EXPORT_FORMATS:
         raise SpecError(f"export must be one of: {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
@@ -90,7 +90,8 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
     if deployed is not None:
         extra["deploy_latency"] = deployed.to_dict()
     if lut is not None:
-        extra["lut_latency"] = {"predicted_ms": lut.total_ms, "overhead_ms": lut.overhead_ms, "blocks": dict(lut.blocks)}
+        extra["lut_latency"] = {"predicted_ms": lut.total_ms, "scale": lut.calibration.scale,
+                                "overhead_ms": lut.overhead_ms, "blocks": dict(lut.blocks)}
     if fmt is not None:
         example = torch.randn(1, spec.in_chans, *spec.input_size)
         exported = export_model(inference if inference is not None else model, example, fmt, out_dir / f"model.{EXPORT_FORMATS[fmt]}")

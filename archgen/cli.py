@@ -1,12 +1,17 @@
-"""What archgen's command-line apps share: one-line errors with exit status 2, and a check of
-config-group choices made before Hydra sees them (Hydra's own message is a traceback-sized block)."""
+"""What archgen's command-line apps share: one-line errors with exit status 2, a check of
+config-group choices made before Hydra sees them (Hydra's own message is a traceback-sized
+block), and settings dataclasses read from config sections."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, Mapping, NoReturn, Sequence, TypeVar
+
+from .errors import SpecError
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def fail(prog: str, message: str) -> NoReturn:
@@ -31,3 +36,12 @@ def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str]
         for v in values:
             if v not in known:
                 fail(prog, f"unknown {key} {v!r}; known: {', '.join(known)}{hint}")
+
+
+def load_settings(cls: type[T], section: str, values: Mapping[str, Any]) -> T:
+    """A settings dataclass from a config section; an unknown key is an error listing the known ones."""
+    known = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise SpecError(f"unknown setting {section}.{unknown[0]}; {section} has: {', '.join(known)}")
+    return cls(**values)

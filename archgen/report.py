@@ -80,8 +80,10 @@ def latency_lines(
         ratio = f", {deployed.median_ms / latency.median_ms:.2f}x the training form" if latency is not None else ""
         lines.append(f"latency, inference form: {deployed}{ratio}")
     if lut is not None:
-        overhead = f"{lut.overhead_ms:.2f} ms overhead" if lut.calibrated else "no overhead: calibrate with python -m archgen.cost.validate"
-        lines.append(f"latency, lookup table: {lut.total_ms:.2f} ms predicted (blocks + {overhead})")
+        c = lut.calibration
+        how = (f"{c.scale:.3f} x blocks {c.overhead_ms:+.2f} ms" if lut.calibrated
+               else "the blocks' sum; calibrate the table with python -m archgen.cost.validate")
+        lines.append(f"latency, lookup table: {lut.total_ms:.2f} ms predicted ({how})")
     return lines
 
 

@@ -267,6 +267,10 @@ class Space:
         """The point that takes every knob's least costly value: the space's lower bound on cost."""
         return self.sample(lambda name, knob, values: KNOBS[knob].cheapest(values))
 
+    def dearest(self) -> Sample:
+        """The point that takes every knob's most costly value: the space's upper bound on cost."""
+        return self.sample(lambda name, knob, values: max(values, key=KNOBS[knob].rank))
+
     def nearest_to_base(self) -> Sample:
         """The point closest to the base network: each choice the value nearest to what the base has
         (its kernel, its expansion ratio, its SE...; depth 0, width 1). The base is in the space when

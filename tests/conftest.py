@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
+
+from archgen.cost.lut import CACHE_ENV
 
 
 def num_params(model: nn.Module) -> int:
@@ -29,6 +33,19 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _latency_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Latency tables the tests build (in-process and in the CLIs they start) go to a temporary
+    directory, never into the user's ~/.cache."""
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("archgen-cache"))
+    yield
+    if before is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = before
 
 
 def calibrate_bn(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:

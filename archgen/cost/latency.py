@@ -9,7 +9,11 @@ batch 1, one core; archgen measures the same way on whatever machine runs it. Th
 * ``repeats`` timed runs, each timed alone: ``time.perf_counter_ns`` on the CPU, CUDA events
   around the run and a synchronisation on the GPU;
 * the figure is the median, reported with the 10th and 90th percentiles so that a noisy
-  machine shows as a wide band rather than a wrong number.
+  machine shows as a wide band rather than a wrong number;
+* freed memory stays in the process (``steady_allocator``): PyTorch's CPU tensors come
+  straight from ``malloc``, and glibc returns every large block to the OS, so each run would
+  fault its activations' pages in again. At batch 1 that is ~20 % of a MobileNet's time and
+  most of its run-to-run noise; a long-running inference server does not pay it.
 
 Every figure carries the environment it was measured in (``fingerprint``): CPU model,
 threads, torch version, device. Figures from different fingerprints are not comparable.
@@ -18,12 +22,15 @@ threads, torch version, device. Figures from different fingerprints are not comp
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -55,15 +62,6 @@ class LatencySettings:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise SpecError(f"latency.{name} must be an integer >= {minimum}, got {value!r}")
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "LatencySettings":
-        """Settings from a config mapping; unknown keys are an error that lists the known ones."""
-        known = tuple(cls.__dataclass_fields__)
-        unknown = [k for k in cfg if k not in known]
-        if unknown:
-            raise SpecError(f"unknown setting latency.{unknown[0]}; latency has: {', '.join(known)}")
-        return cls(**dict(cfg))
-
     def check_device(self) -> None:
         """Fail early, with a short message, when the device cannot be used here."""
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -83,12 +81,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+@functools.lru_cache(maxsize=None)
+def steady_allocator() -> str:
+    """Make glibc keep freed memory in the process (``mallopt``), once; returns what is in effect.
+
+    Raising the mmap and trim thresholds makes ``free`` keep large blocks on the heap, so the
+    next run reuses them without page faults. Process-wide and permanent: memory the process
+    has used stays reserved for it. Elsewhere than glibc (macOS, musl) nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return "system default"
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
+    except (OSError, AttributeError):  # not glibc: no mallopt
+        return "system default"
+    return "glibc, freed memory kept" if ok else "system default"
+
+
 def fingerprint(settings: LatencySettings) -> dict[str, Any]:
     """The environment a latency figure belongs to; figures are comparable only within one."""
     device = settings.device
     if device == "cuda" and torch.cuda.is_available():
         device = f"cuda ({torch.cuda.get_device_name()})"
-    return {"cpu": cpu_model(), "threads": settings.threads, "torch": torch.__version__, "device": device}
+    return {"cpu": cpu_model(), "threads": settings.threads, "torch": torch.__version__, "device": device,
+            "allocator": steady_allocator()}
 
 
 def describe(fp: Mapping[str, Any]) -> str:
@@ -128,28 +146,37 @@ def intra_op_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def time_runs(fn: Callable[[], Any], settings: LatencySettings) -> list[float]:
-    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times; each timed run in ms."""
+def time_runs(fns: Sequence[Callable[[], Any]], settings: LatencySettings) -> list[list[float]]:
+    """Each of ``fns`` ``warmup`` times untimed, then ``repeats`` rounds that time each once; ms per run.
+
+    Several functions are timed side by side, round-robin, in an order that reverses every
+    round, so that a machine that speeds up or slows down during the measurement (other tenants,
+    clocks) moves all of them alike and their comparison stays fair.
+    """
     settings.check_device()
+    steady_allocator()
     cuda = settings.device == "cuda"
-    times = []
+    times: list[list[float]] = [[] for _ in fns]
+    order = list(enumerate(fns))
     with intra_op_threads(settings.threads), torch.inference_mode():
-        for _ in range(settings.warmup):
-            fn()
+        for _, fn in order:
+            for _ in range(settings.warmup):
+                fn()
         if cuda:
             torch.cuda.synchronize()
-        for _ in range(settings.repeats):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                t0 = time.perf_counter_ns()
-                fn()
-                times.append((time.perf_counter_ns() - t0) / 1e6)
+        for r in range(settings.repeats):
+            for i, fn in order if r % 2 == 0 else order[::-1]:
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    fn()
+                    end.record()
+                    end.synchronize()
+                    times[i].append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter_ns()
+                    fn()
+                    times[i].append((time.perf_counter_ns() - t0) / 1e6)
     return times
 
 
@@ -186,11 +213,22 @@ def measure(
 
     The model is moved to ``settings.device`` and put in eval mode (its train flag is restored).
     """
+    return measure_side_by_side([(model, in_chans, input_size)], settings)[0]
+
+
+def measure_side_by_side(
+    models: Sequence[tuple[nn.Module, int, tuple[int, int] | None]], settings: LatencySettings = LatencySettings()
+) -> list[Latency]:
+    """Latencies of several ``(model, in_chans, input_size)``, timed round-robin (``time_runs``):
+    the way to compare or rank networks on a machine whose speed drifts."""
     settings.check_device()
-    was_training = model.training
-    model = model.to(settings.device).eval()
-    x = example_input(in_chans, input_size, settings)
+    flags = [m.training for m, _, _ in models]
+    runs = []
+    for model, in_chans, size in models:
+        model = model.to(settings.device).eval()
+        runs.append(functools.partial(model, example_input(in_chans, size, settings)))
     try:
-        return summarize(time_runs(lambda: model(x), settings), settings)
+        return [summarize(t, settings) for t in time_runs(runs, settings)]
     finally:
-        model.train(was_training)
+        for (model, _, _), flag in zip(models, flags):
+            model.train(flag)

@@ -10,9 +10,13 @@ once on the target device. archgen does the same over its one intermediate repre
   the protocol of ``archgen.cost.latency`` (warm-up, repeats, median, threads, device);
 * a table is one file per environment fingerprint (CPU, threads, torch, device) under the
   cache directory, built on first use on whatever machine runs archgen;
-* a network's prediction is the sum over its blocks plus an overhead calibrated on real
-  measurements (the Python, framework and memory traffic that isolated blocks do not see):
-  ``overhead = median(measured - sum of blocks)`` over the calibration networks.
+* a network's prediction is the sum over its blocks, scaled, plus an overhead, both calibrated
+  on real measurements: ``measured ~ scale x sum + overhead``, a least-squares line through
+  the calibration networks (one network: scale 1, overhead = measured - sum). The overhead is
+  what isolated blocks never see (the framework's calls around them, the classifier's weights
+  fetched cold from memory); the scale is the share of a block's time that the network's
+  other blocks add by evicting its weights from the caches, which isolated repeats keep warm
+  (about +15 % per block on the machines we measured).
 
 The file is safe to share: writers take a file lock, merge with what is on disk and replace
 the file atomically, so concurrent search workers never lose or corrupt entries; a damaged
@@ -21,14 +25,15 @@ file is rebuilt with a warning.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import statistics
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from filelock import FileLock
 
@@ -38,10 +43,10 @@ from ..fileio import write_atomic
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..spec import ModelSpec
-from .latency import LatencySettings, example_input, fingerprint, measure, summarize, time_runs
+from .latency import LatencySettings, example_input, fingerprint, measure_side_by_side, summarize, time_runs
 
 CACHE_ENV = "ARCHGEN_CACHE"  # overrides the cache directory
-FORMAT = 1  # bumped when the file layout or the meaning of a key changes
+FORMAT = 2  # bumped when the file layout or the meaning of a key changes
 
 
 def default_cache_dir() -> Path:
@@ -53,13 +58,42 @@ def default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """measured ~ scale x (sum of the blocks' latencies) + overhead_ms."""
+
+    scale: float = 1.0
+    overhead_ms: float = 0.0
+    networks: int = 0  # how many networks it was fitted on; 0: not calibrated
+
+    @classmethod
+    def fit(cls, sums: list[float], measured: list[float]) -> "Calibration":
+        """Least squares over the networks; with one network, or sums all alike, an offset only."""
+        if len(sums) >= 2 and max(sums) - min(sums) > 1e-9 * max(sums):
+            scale, overhead = statistics.linear_regression(sums, measured)
+            if scale > 0:
+                return cls(scale, overhead, len(sums))
+        return cls(1.0, statistics.median(m - s for s, m in zip(sums, measured)), len(sums))
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """A network's predicted latency: per-block figures, the overhead and their sum (ms)."""
+    """A network's predicted latency: per-block figures (as measured alone), the calibration and the total (ms)."""
 
     total_ms: float
-    overhead_ms: float
     blocks: tuple[tuple[str, float], ...]  # (block name, ms) in network order
-    calibrated: bool = True  # False: the table has no overhead yet (counted as 0)
+    calibration: Calibration
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.calibration.overhead_ms
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration.networks > 0
+
+
+def _context(spec: ModelSpec) -> BuildContext:
+    return BuildContext(bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, round_to=spec.round_to)
 
 
 class LatencyTable:
@@ -78,7 +112,7 @@ class LatencyTable:
         self.path = Path(cache_dir or default_cache_dir()) / "lut" / f"{digest}.json"
         self._lock = FileLock(str(self.path) + ".lock")
         self.entries: dict[str, float] = {}
-        self.overhead_ms: float | None = None
+        self.calibration = Calibration()
         self.reload()
 
     # -- the file --------------------------------------------------------------------------
@@ -86,11 +120,11 @@ class LatencyTable:
         """Read the table from disk (entries other processes added become visible)."""
         data = self._read()
         self.entries.update(data["entries"])
-        if data["overhead_ms"] is not None:
-            self.overhead_ms = data["overhead_ms"]
+        if data["calibration"].networks:
+            self.calibration = data["calibration"]
 
     def _read(self, warn: bool = True) -> dict[str, Any]:
-        empty: dict[str, Any] = {"entries": {}, "overhead_ms": None}
+        empty: dict[str, Any] = {"entries": {}, "calibration": Calibration()}
         try:
             text = self.path.read_text()
         except FileNotFoundError:
@@ -105,16 +139,17 @@ class LatencyTable:
                 raise ValueError("not a table: no 'entries' mapping")
             if data.get("format") != FORMAT or data.get("fingerprint") != self.fingerprint:
                 raise ValueError("written by another format or environment")
-            entries, overhead = data["entries"], data.get("overhead_ms")
+            entries = data["entries"]
             if not all(isinstance(v, (int, float)) and v >= 0 for v in entries.values()):
                 raise ValueError("entries are not block -> milliseconds")
-            if overhead is not None and not isinstance(overhead, (int, float)):
-                raise ValueError("overhead_ms is not a number")
+            calibration = Calibration(**data.get("calibration", {}))
+            if not all(isinstance(v, (int, float)) for v in asdict(calibration).values()):
+                raise ValueError("the calibration is not numbers")
         except ValueError as e:  # json.JSONDecodeError is a ValueError
             if warn:
                 warnings.warn(f"{self.path}: damaged latency table ({e}); rebuilding it", RuntimeWarning, 3)
             return empty
-        return {"entries": {k: float(v) for k, v in entries.items()}, "overhead_ms": overhead}
+        return {"entries": {k: float(v) for k, v in entries.items()}, "calibration": calibration}
 
     def _save(self) -> None:
         """Merge with the file under the lock and replace it atomically."""
@@ -122,13 +157,13 @@ class LatencyTable:
             on_disk = self._read(warn=False)  # damage was reported when the table was loaded; it is replaced now
             on_disk["entries"].update(self.entries)
             self.entries = on_disk["entries"]
-            if self.overhead_ms is not None:
-                on_disk["overhead_ms"] = self.overhead_ms
+            if not self.calibration.networks:
+                self.calibration = on_disk["calibration"]
             doc = {
                 "format": FORMAT,
                 "fingerprint": self.fingerprint,
                 "protocol": {"warmup": self.settings.warmup, "repeats": self.settings.repeats, "statistic": "median"},
-                "overhead_ms": on_disk["overhead_ms"],
+                "calibration": asdict(self.calibration),
                 "entries": dict(sorted(self.entries.items())),
             }
             write_atomic(self.path, json.dumps(doc, indent=1) + "\n")
@@ -142,41 +177,59 @@ class LatencyTable:
         """Latency of one block in isolation, measured once and then read from the table."""
         key = self.key(block, ctx.round_to)
         if key not in self.entries:
-            self.entries[key] = self._measure_block(block, ctx)
-            self._save()
+            self._measure({key: (block, ctx)})
         return self.entries[key]
 
-    def _measure_block(self, block: BlockConfig, ctx: BuildContext) -> float:
-        module = BLOCKS.get(block.type)(block, ctx).to(self.settings.device).eval()
-        x = example_input(block.in_chs, block.in_size, self.settings)
-        return summarize(time_runs(lambda: module(x), self.settings), self.settings).median_ms
+    def fill(self, specs: Iterable[ModelSpec]) -> int:
+        """Measure every block of ``specs`` the table lacks, side by side (``time_runs``), so that the
+        machine's drift while they are timed moves them alike; returns how many were measured."""
+        missing: dict[str, tuple[BlockConfig, BuildContext]] = {}
+        for spec in specs:
+            ctx = _context(spec)
+            for b in spec.blocks:
+                missing.setdefault(self.key(b, ctx.round_to), (b, ctx))
+        missing = {k: v for k, v in missing.items() if k not in self.entries}
+        if missing:
+            self._measure(missing)
+        return len(missing)
+
+    def _measure(self, blocks: Mapping[str, tuple[BlockConfig, BuildContext]]) -> None:
+        runs = []
+        for block, ctx in blocks.values():
+            module = BLOCKS.get(block.type)(block, ctx).to(self.settings.device).eval()
+            runs.append(functools.partial(module, example_input(block.in_chs, block.in_size, self.settings)))
+        for key, times in zip(blocks, time_runs(runs, self.settings)):
+            self.entries[key] = summarize(times, self.settings).median_ms
+        self._save()
 
     def predict(self, spec: ModelSpec) -> Prediction:
-        """Sum of the blocks' latencies plus the calibrated overhead (0 before any calibration)."""
-        ctx = BuildContext(bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, round_to=spec.round_to)
+        """scale x (sum of the blocks' latencies) + overhead; before any calibration, the plain sum."""
+        self.fill([spec])
+        ctx = _context(spec)
         blocks = tuple((b.name, self.block_ms(b, ctx)) for b in spec.blocks)
-        overhead = self.overhead_ms or 0.0
-        return Prediction(
-            total_ms=sum(ms for _, ms in blocks) + overhead, overhead_ms=overhead, blocks=blocks,
-            calibrated=self.overhead_ms is not None,
-        )
+        c = self.calibration
+        return Prediction(total_ms=c.scale * sum(ms for _, ms in blocks) + c.overhead_ms, blocks=blocks, calibration=c)
 
-    def calibrate(self, specs: Iterable[ModelSpec]) -> float:
-        """Measure whole networks and set the overhead to the median of (measured - sum of blocks)."""
-        gaps = []
-        for spec in specs:
-            blocks = sum(ms for _, ms in self.predict(spec).blocks)
-            measured = measure(build(spec), spec.in_chans, spec.input_size, self.settings).median_ms
-            gaps.append(measured - blocks)
-        if not gaps:
+    def calibrate(self, specs: Iterable[ModelSpec], measured: Sequence[float] | None = None) -> Calibration:
+        """Fit measured ~ scale x sum of blocks + overhead (``Calibration.fit``) over whole networks,
+        timed side by side here unless their ``measured`` latencies (ms) are given.
+
+        Networks that span the latencies to be predicted (a space's cheapest and dearest points,
+        say) make the line fit where it is used."""
+        specs = list(specs)
+        if not specs:
             raise ValueError("calibrate needs at least one network")
-        self.overhead_ms = statistics.median(gaps)
+        sums = [sum(ms for _, ms in self.predict(spec).blocks) for spec in specs]
+        if measured is None:
+            timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], self.settings)
+            measured = [t.median_ms for t in timed]
+        self.calibration = Calibration.fit(sums, list(measured))
         self._save()
-        return self.overhead_ms
+        return self.calibration
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def describe(self) -> Mapping[str, Any]:
         """Where the table is and what it holds, for summaries."""
-        return {"path": str(self.path), "entries": len(self.entries), "overhead_ms": self.overhead_ms}
+        return {"path": str(self.path), "entries": len(self.entries), "calibration": asdict(self.calibration)}

@@ -2,10 +2,11 @@
 
 NetAdapt (Yang et al. 2018, Fig. 3) and FBNet (Wu et al. 2019, Fig. 3) validate their lookup
 tables by plotting predicted against measured latency of sampled networks. This module does
-that on the machine at hand: it draws architectures from a search space (by default the
-MobileNetV3-Large space, kernel 3/5/7, expansion 3/4/6 and SE on/off per block), calibrates
-the table's overhead on a few of them, then predicts and measures others and reports the mean
-absolute percentage error and Kendall's tau (does the table rank networks as the clock does?).
+that on the machine at hand: it calibrates the table (``LatencyTable.calibrate``) on the
+space's cheapest and dearest points and a few random ones, then draws random architectures
+from the space (by default the MobileNetV3-Large space, kernel 3/5/7, expansion 3/4/6 and SE
+on/off per block), predicts and measures each, and reports the mean absolute percentage error
+and Kendall's tau (does the table rank networks as the clock does?).
 
     python -m archgen.cost.validate                  # 30 architectures, 1 thread, CPU
     python -m archgen.cost.validate samples=50 latency.threads=4
@@ -18,22 +19,22 @@ import io
 import json
 import random
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from scipy.stats import kendalltau
 
 from ..builder import build
-from ..cli import fail
+from ..cli import fail, load_settings
 from ..errors import SpecError
 from ..fileio import write_atomic
 from ..space import Space
 from ..zoo import CONF_DIR
-from .latency import LatencySettings, describe, measure
-from .lut import LatencyTable
+from .latency import LatencySettings, describe, measure_side_by_side
+from .lut import Calibration, LatencyTable
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Validation:
     """The table's accuracy over the sampled architectures."""
 
     checks: tuple[Check, ...]
-    overhead_ms: float
+    calibration: Calibration
     mape: float  # mean absolute percentage error, as a fraction
     kendall_tau: float
 
@@ -71,24 +72,28 @@ def validate(
     seed: int = 0,
     progress: Callable[[Check], None] | None = None,
 ) -> Validation:
-    """Calibrate ``table`` on ``calibration`` random architectures, then compare its predictions
-    with measurements on ``samples`` others (distinct draws of one seeded generator)."""
+    """Calibrate ``table`` on the space's cheapest and dearest points and ``calibration`` random
+    ones, then compare its predictions with measurements on ``samples`` other random points
+    (distinct draws of one seeded generator)."""
     if samples < 2:
         raise ValueError("validate needs at least 2 samples to rank")
     rng = random.Random(seed)
-    overhead = table.calibrate(space.random(rng).spec for _ in range(calibration))
+    fit = [space.cheapest().spec, space.dearest().spec, *(space.random(rng).spec for _ in range(calibration))]
+    specs = [space.random(rng).spec for _ in range(samples)]
+    table.fill(fit + specs)  # every block into the table first, timed side by side
+    # all timed side by side, so that the machine's drift during the run neither reorders the
+    # samples nor shifts them against the calibration
+    timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in fit + specs], table.settings)
+    fitted = table.calibrate(fit, [t.median_ms for t in timed[: len(fit)]])
     checks = []
-    for i in range(samples):
-        spec = space.random(rng).spec
-        predicted = table.predict(spec).total_ms
-        measured = measure(build(spec), spec.in_chans, spec.input_size, table.settings).median_ms
-        checks.append(Check(i, predicted, measured))
+    for i, (spec, t) in enumerate(zip(specs, timed[len(fit):])):
+        checks.append(Check(i, table.predict(spec).total_ms, t.median_ms))
         if progress is not None:
             progress(checks[-1])
     tau = kendalltau([c.predicted_ms for c in checks], [c.measured_ms for c in checks]).statistic
     return Validation(
         checks=tuple(checks),
-        overhead_ms=overhead,
+        calibration=fitted,
         mape=statistics.fmean(abs(c.error) for c in checks),
         kendall_tau=float(tau),
     )
@@ -111,7 +116,7 @@ def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None
         "mape": result.mape,
         "kendall_tau": result.kendall_tau,
         "samples": len(result.checks),
-        "overhead_ms": result.overhead_ms,
+        "calibration": asdict(result.calibration),
         "fingerprint": table.fingerprint,
         "protocol": {"warmup": table.settings.warmup, "repeats": table.settings.repeats, "statistic": "median"},
         "table": table.describe(),
@@ -124,8 +129,8 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        settings = LatencySettings.from_config(cfg.latency)
-        for key, minimum in (("samples", 2), ("calibration", 1)):
+        settings = load_settings(LatencySettings, "latency", OmegaConf.to_container(cfg.latency))
+        for key, minimum in (("samples", 2), ("calibration", 0)):
             if not isinstance(cfg[key], int) or cfg[key] < minimum:
                 raise SpecError(f"{key} must be an integer >= {minimum}, got {cfg[key]!r}")
         table = LatencyTable(settings, cfg.cache)
@@ -140,7 +145,8 @@ def main(cfg: DictConfig) -> None:
         fail(PROG, str(e))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     write_report(out_dir, result, table)
-    print(f"{result} (overhead {result.overhead_ms:+.2f} ms); wrote {out_dir}")
+    c = result.calibration
+    print(f"{result} (calibration: {c.scale:.3f} x blocks {c.overhead_ms:+.2f} ms, on {c.networks} networks); wrote {out_dir}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import archgen
-from archgen.cost.latency import LatencySettings, fingerprint, measure, summarize
+from archgen.cli import load_settings
+from archgen.cost.latency import LatencySettings, fingerprint, measure, measure_side_by_side, summarize
 
 FAST = LatencySettings(warmup=1, repeats=5)
 
@@ -16,7 +17,7 @@ def test_measure_reports_median_and_percentiles_with_the_environment():
     result = measure(archgen.build(spec), spec.in_chans, spec.input_size, FAST)
     assert result.repeats == 5 and result.batch_size == 1
     assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms
-    assert set(result.fingerprint) == {"cpu", "threads", "torch", "device"}
+    assert set(result.fingerprint) == {"cpu", "threads", "torch", "device", "allocator"}
     assert result.fingerprint["threads"] == 1 and result.fingerprint["torch"] == torch.__version__
     assert result.to_dict()["fingerprint"] == dict(result.fingerprint)
 
@@ -72,7 +73,7 @@ def test_bad_settings_name_the_setting_and_the_accepted_values(settings, message
 
 def test_unknown_setting_lists_the_known_ones():
     with pytest.raises(archgen.SpecError, match="unknown setting latency.thread; latency has: source, device, threads"):
-        LatencySettings.from_config({"thread": 2})
+        load_settings(LatencySettings, "latency", {"thread": 2})
 
 
 def test_cuda_without_a_gpu_is_a_short_error(monkeypatch):
@@ -81,3 +82,20 @@ def test_cuda_without_a_gpu_is_a_short_error(monkeypatch):
     with pytest.raises(archgen.SpecError, match="latency.device=cuda but no CUDA GPU is available here"):
         measure(torch.nn.Identity(), 3, (8, 8), settings)
     assert fingerprint(settings)["device"] == "cuda"
+
+
+def test_side_by_side_timing_runs_the_models_round_robin():
+    order = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def forward(self, x):
+            order.append(self.tag)
+            return x
+
+    results = measure_side_by_side([(Probe("a"), 3, (4, 4)), (Probe("b"), 3, (4, 4))], LatencySettings(warmup=1, repeats=3))
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rounds whose order alternates
+    assert [r.repeats for r in results] == [3, 3]

@@ -11,7 +11,7 @@ import pytest
 import archgen
 from archgen.cost import lut as lut_module
 from archgen.cost.latency import Latency, LatencySettings
-from archgen.cost.lut import LatencyTable
+from archgen.cost.lut import Calibration, LatencyTable
 from archgen.layers.context import BuildContext
 
 FAST = LatencySettings(warmup=1, repeats=3)
@@ -21,28 +21,28 @@ def _spec(name="mbv3_small", **knobs):
     return archgen.load_spec(name, input_size=64, **knobs)
 
 
-def test_prediction_is_the_sum_of_the_blocks_plus_the_overhead(tmp_path):
+def test_prediction_is_the_scaled_sum_of_the_blocks_plus_the_overhead(tmp_path):
     table = LatencyTable(FAST, tmp_path)
     spec = _spec()
     first = table.predict(spec)
     assert [name for name, _ in first.blocks] == [b.name for b in spec.blocks]
     assert all(ms > 0 for _, ms in first.blocks)
-    assert first.overhead_ms == 0.0 and first.total_ms == pytest.approx(sum(ms for _, ms in first.blocks))
-    table.overhead_ms = 1.25
+    assert not first.calibrated and first.total_ms == pytest.approx(sum(ms for _, ms in first.blocks))
+    table.calibration = Calibration(scale=1.1, overhead_ms=1.25, networks=2)
     again = table.predict(spec)
     assert again.blocks == first.blocks  # read from the table, not measured again
-    assert again.total_ms == pytest.approx(sum(ms for _, ms in first.blocks) + 1.25)
+    assert again.total_ms == pytest.approx(1.1 * sum(ms for _, ms in first.blocks) + 1.25)
 
 
 def test_each_block_config_is_measured_once_and_cached_on_disk(tmp_path, monkeypatch):
     calls = []
-    real = LatencyTable._measure_block
+    real = LatencyTable._measure
 
-    def counting(self, block, ctx):
-        calls.append(self.key(block, ctx.round_to))
-        return real(self, block, ctx)
+    def counting(self, blocks):
+        calls.extend(blocks)
+        return real(self, blocks)
 
-    monkeypatch.setattr(LatencyTable, "_measure_block", counting)
+    monkeypatch.setattr(LatencyTable, "_measure", counting)
     spec = _spec()
     LatencyTable(FAST, tmp_path).predict(spec)
     assert len(calls) == len(set(calls)) == len({b.key() for b in spec.blocks})
@@ -63,18 +63,26 @@ def test_tables_are_per_environment(tmp_path):
     assert batch.path == one.path and batch.key(block, 8) != one.key(block, 8)
 
 
-def test_calibration_sets_the_overhead_to_the_median_gap(tmp_path, monkeypatch):
+def test_calibration_fits_a_line_through_the_measured_networks(tmp_path, monkeypatch):
     table = LatencyTable(FAST, tmp_path)
     specs = [_spec(), _spec(width_mult=0.75), _spec(width_mult=0.5)]
     sums = [table.predict(s).total_ms for s in specs]
-    measured = iter([sums[0] + 1.0, sums[1] + 3.0, sums[2] + 2.0])
-    monkeypatch.setattr(
-        lut_module, "measure",
-        lambda model, c, size, settings: Latency(next(measured), 0, 0, 1, 1, {}),
+    monkeypatch.setattr(  # networks that take 1.2 x their blocks' sum + 0.5 ms
+        lut_module, "measure_side_by_side",
+        lambda models, settings: [Latency(1.2 * t + 0.5, 0, 0, 1, 1, {}) for t in sums],
     )
-    assert table.calibrate(specs) == pytest.approx(2.0)
-    assert LatencyTable(FAST, tmp_path).overhead_ms == pytest.approx(2.0)  # saved with the table
-    assert table.predict(specs[0]).total_ms == pytest.approx(sums[0] + 2.0)
+    fitted = table.calibrate(specs)
+    assert (fitted.scale, fitted.overhead_ms, fitted.networks) == (pytest.approx(1.2), pytest.approx(0.5), 3)
+    assert LatencyTable(FAST, tmp_path).calibration == fitted  # saved with the table
+    assert table.predict(specs[0]).total_ms == pytest.approx(1.2 * sums[0] + 0.5)
+
+
+def test_one_network_calibrates_an_offset_only(tmp_path):
+    table = LatencyTable(FAST, tmp_path)
+    spec = _spec()
+    blocks = table.predict(spec).total_ms
+    fitted = table.calibrate([spec], measured=[blocks + 0.75])
+    assert (fitted.scale, fitted.overhead_ms, fitted.networks) == (1.0, pytest.approx(0.75), 1)
 
 
 def _fill(cache_dir: str, width: float) -> None:
@@ -97,7 +105,7 @@ def test_concurrent_writers_keep_every_entry(tmp_path):
     assert not list(table.path.parent.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("damage", ["{ not json", '{"format": 1, "entries": {"a": "fast"}}', "[]", ""])
+@pytest.mark.parametrize("damage", ["{ not json", '{"format": 2, "entries": {"a": "fast"}}', "[]", ""])
 def test_a_damaged_table_is_rebuilt_with_a_warning(tmp_path, damage):
     table = LatencyTable(FAST, tmp_path)
     spec = _spec()

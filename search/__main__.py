@@ -1,0 +1,344 @@
+"""``python -m search``: the best architecture of a space within a latency budget, and the evidence.
+
+    python -m search budget_ms=30
+    python -m search strategy=pareto latency=lut evaluator=naswot n_trials=200
+    python -m search study_name=my-study storage=sqlite:///studies.db     # run again to resume
+    python -m search -m budget_ms=10,20,30
+
+Order of work: every setting is checked, the data loaded and the space's cheapest point
+timed before any trial (a budget the space cannot meet stops here, exit 2); then the
+strategy runs its trials into an Optuna study (failed trials are recorded with their reason);
+then the best architecture, the base network and the base width-scaled to the budget are
+re-measured and written up. Ctrl-C stops after saving the study and what it holds so far
+(exit 130).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import hydra
+import optuna
+import sqlalchemy.exc
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from archgen import SpecError, count
+from archgen.cli import check_choices, fail, load_settings
+from archgen.cost.latency import LatencySettings, describe, fingerprint
+from archgen.fileio import write_atomic
+from archgen.zoo import CONF_DIR
+
+from .data import DataSettings
+from .evaluate import EVALUATORS
+from .problem import Problem
+from .report import SUMMARY, Entry, plot_history, plot_pareto, report_md, trials_csv, write_json
+from .strategies import STRATEGIES, make_strategy
+from .strategies.common import completed, finished
+from .strategies.sampled import pareto_front
+
+PROG = "search"
+EXIT_INTERRUPTED = 130
+WIDTHS = tuple(round(0.1 + 0.05 * i, 2) for i in range(59))  # 0.1 ... 3.0: the width-scaled baseline's grid
+
+
+def _section(cfg: DictConfig, key: str) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg[key], resolve=True) if cfg.get(key) is not None else {}  # type: ignore[return-value]
+
+
+def make_problem(cfg: DictConfig, strategy_name: str) -> Problem:
+    """Check every setting and load what the search needs (data, spaces, latency table)."""
+    latency = load_settings(LatencySettings, "latency", _section(cfg, "latency"))
+    if cfg.evaluator not in EVALUATORS:
+        raise SpecError(f"unknown evaluator {cfg.evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
+    evaluator_settings = load_settings(EVALUATORS[cfg.evaluator].settings, cfg.evaluator, _section(cfg, cfg.evaluator))
+    data = load_settings(DataSettings, "data", _section(cfg, "data"))
+    return Problem(
+        space=str(cfg.space), budget_ms=cfg.budget_ms, latency=latency, evaluator=cfg.evaluator,
+        evaluator_settings=evaluator_settings, data=data, cache=cfg.get("cache"), lut=strategy_name == "netadapt",
+    )
+
+
+def check_budget(problem: Problem) -> float:
+    """The latency of the space's cheapest point; a budget below it stops the run before any trial."""
+    floor = problem.latency_ms(problem.space.cheapest().spec)
+    if floor > problem.budget_ms:
+        how = "predicted by the lookup table" if problem.latency.source == "lut" else "measured"
+        raise SpecError(
+            f"budget_ms={problem.budget_ms:g} cannot be met: the smallest latency space {problem.space.name} reaches is "
+            f"{floor:.2f} ms ({how}, its cheapest point, on {describe(fingerprint(problem.latency))})"
+        )
+    return floor
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage; a SQLite file is created (its folder too) under a file lock, since
+    two workers creating one database's tables at once collide."""
+    try:
+        if not url.startswith("sqlite:///"):
+            return optuna.storages.RDBStorage(url)
+        db = Path(url.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{db}.lock"):
+            # several workers on one SQLite file wait for each other's writes instead of failing
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as e:  # a malformed URL, no driver, no server
+        raise SpecError(f"storage {url!r}: cannot open it ({str(e).splitlines()[0]})") from None
+
+
+def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) -> optuna.Study:
+    """Create the study, or load it to resume; a study made with other settings is refused."""
+    storage = open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}")
+    name = cfg.study_name or f"{problem.space.name}-{strategy.name}-{problem.budget_ms:g}ms-{out_dir.name}"
+    identity = {"space": problem.space.source, "budget_ms": problem.budget_ms, "strategy": strategy.name,
+                "evaluator": problem.evaluator, "data": problem.data.name, "latency": problem.latency.source}
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed),
+            directions=list(strategy.directions), load_if_exists=True,
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+        study = optuna.load_study(study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed))
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+    elif recorded != identity:
+        changed = next(k for k in identity if recorded.get(k) != identity[k])
+        raise SpecError(
+            f"study {name!r} was created with {changed}={recorded.get(changed)!r}, not {identity[changed]!r}; "
+            "resume it with its settings or choose another study_name"
+        )
+    return study
+
+
+class Progress:
+    """A progress bar over the study's finished trials, with the best so far."""
+
+    def __init__(self, study: optuna.Study, n_trials: int, metric: str, enabled: bool) -> None:
+        self.metric = metric
+        self.best: tuple[float, float] | None = None
+        self.bar = tqdm(total=n_trials, initial=min(finished(study), n_trials), desc="trials", disable=not enabled,
+                        dynamic_ncols=True, file=sys.stderr)
+        for t in completed(study):
+            self._update_best(t)
+        self._show()
+
+    def _update_best(self, t: FrozenTrial) -> None:
+        if t.state == TrialState.COMPLETE and (self.best is None or t.user_attrs[self.metric] > self.best[0]):
+            self.best = (t.user_attrs[self.metric], t.user_attrs["latency_ms"])
+
+    def _show(self) -> None:
+        if self.best is not None:
+            self.bar.set_postfix_str(f"best {self.metric} {self.best[0]:.4f} at {self.best[1]:.2f} ms")
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._update_best(trial)
+        self.bar.update(min(finished(study), self.bar.total) - self.bar.n)
+        self._show()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the search stops after the trial that was running."""
+
+
+class StopOnCtrlC:
+    """While active, a first Ctrl-C lets the running trial finish and be stored, then stops the
+    search (this object is also a trial callback); a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "StopOnCtrlC":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{PROG}: stopping after the running trial (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.requested:
+            raise Interrupted
+
+
+def scaled_width(problem: Problem) -> float | None:
+    """The largest width multiplier (0.1 ... 3.0, steps of 0.05) at which the base meets the budget."""
+    lo, hi, found = 0, len(WIDTHS) - 1, None
+    while lo <= hi:  # latency grows with width: a binary search over the grid
+        mid = (lo + hi) // 2
+        if problem.latency_ms(problem.base_at_width(WIDTHS[mid])[0]) <= problem.budget_ms:
+            found, lo = WIDTHS[mid], mid + 1
+        else:
+            hi = mid - 1
+    return found
+
+
+def baselines(problem: Problem, study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """Score of the base network and of the base width-scaled to the budget (kept on the study)."""
+    cached = study.user_attrs.get("baselines")
+    if cached is not None:
+        return cached
+    out: dict[str, dict[str, Any]] = {}
+    width = scaled_width(problem)
+    for label, w in (("base", 1.0), ("scaled", width)):
+        if w is None:
+            continue
+        spec, proxy = problem.base_at_width(w)
+        outcome = problem.evaluate_specs(spec, proxy)
+        out[label] = {"width_mult": w, "score": outcome.score, "latency_ms": outcome.latency_ms}
+    study.set_user_attr("baselines", out)
+    return out
+
+
+def entry(problem: Problem, label: str, spec: Any, score: float) -> Entry:
+    cost = count(spec)
+    return Entry(label, problem.measure(spec), score, cost.macs, cost.params, problem.budget_ms)
+
+
+def write_outputs(
+    cfg: DictConfig, out_dir: Path, problem: Problem, strategy: Any, study: optuna.Study, started: float,
+    final: bool,
+) -> dict[str, Any]:
+    """Everything a run leaves; ``final`` False (an interrupted run) skips the re-measurements and baselines."""
+    metric = problem.metric
+    best = strategy.best(problem, study)
+    trials = study.get_trials(deepcopy=False)
+    entries: dict[str, Entry] = {}
+    base_info = baselines(problem, study) if final and cfg.baselines else {}
+    best_spec = problem.space.apply(best.params) if best is not None else None
+    if best_spec is not None:
+        best_spec = dataclasses.replace(best_spec, name=f"{problem.space.base.name}_search")
+        write_atomic(out_dir / "best.yaml", best_spec.to_yaml())
+    if final:
+        if best_spec is not None:
+            entries["best"] = entry(problem, f"best found (trial {best.number})", best_spec, best.user_attrs[metric])
+        if "base" in base_info:
+            entries["base"] = entry(problem, f"base {problem.space.base.name}", problem.base_at_width(1.0)[0],
+                                    base_info["base"]["score"])
+        if "scaled" in base_info:
+            w = base_info["scaled"]["width_mult"]
+            entries["scaled"] = entry(problem, f"base x width {w:g} (MnasNet's baseline)", problem.base_at_width(w)[0],
+                                      base_info["scaled"]["score"])
+    write_atomic(out_dir / "trials.csv", trials_csv(study, metric))
+    front = pareto_front(completed(study), problem)
+    marks = {f"best (trial {best.number})": (best.user_attrs["latency_ms"], best.user_attrs[metric])} if best else {}
+    for label, info in base_info.items():
+        name = "base" if label == "base" else f"base x {info['width_mult']:g}"
+        marks[name] = (info["latency_ms"], info["score"])
+    plot_pareto(out_dir / "pareto.png", trials, metric, problem.budget_ms, marks, front)
+    if completed(study):
+        plot_history(out_dir / "history.png", study, metric)
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL)}
+    settings = {
+        "space": f"{problem.space.name} (base {problem.space.base.name})",
+        "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source}",
+        "strategy": f"{strategy.name} {strategy}",
+        "evaluator": f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x{problem.data.size}, "
+                     f"{problem.data.num_classes} classes)",
+        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed)",
+        "run time": f"{time.perf_counter() - started:.0f} s" + ("" if final else " (interrupted)"),
+    }
+    notes = [v for k, v in study.user_attrs.items() if k == "netadapt_stop"]
+    if final and cfg.baselines and "scaled" not in base_info:
+        notes.append(f"no width multiplier in {WIDTHS[0]:g}-{WIDTHS[-1]:g} brings the base within the budget "
+                     f"({problem.latency.source} latency), so there is no width-scaled baseline")
+    if best is None:
+        notes.append("no trial completed")
+    elif best.user_attrs["latency_ms"] > problem.budget_ms:
+        notes.append("no trial met the budget; the best is the highest reward over it")
+    title = f"Search: {problem.space.name} within {problem.budget_ms:g} ms"
+    write_atomic(out_dir / "report.md", report_md(title=title, settings=settings, entries=list(entries.values()), metric=metric, best=best,
+                                                 study=study, budget_ms=problem.budget_ms, front=front if strategy.name == "pareto" else [],
+                                                 notes=notes))
+    def figure(key: str, attr: str) -> Any:
+        e = entries.get(key)
+        return None if e is None else (e.latency.median_ms if attr == "latency" else e.meets)
+
+    summary = {
+        "space": problem.space.name, "strategy": strategy.name, "budget_ms": problem.budget_ms, "metric": metric,
+        "study_name": study.study_name, "trials": len(trials), **counts,
+        "best_trial": best.number if best else None,
+        "score": best.user_attrs[metric] if best else None,
+        "latency_ms": figure("best", "latency"),
+        "meets_budget": figure("best", "meets"),
+        "base_latency_ms": figure("base", "latency"),
+        "base_score": base_info.get("base", {}).get("score"),
+        "scaled_width": base_info.get("scaled", {}).get("width_mult"),
+        "scaled_latency_ms": figure("scaled", "latency"),
+        "scaled_score": base_info.get("scaled", {}).get("score"),
+        "entries": {k: e.to_dict() for k, e in entries.items()},
+        "interrupted": not final,
+    }
+    write_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """One search; raises SpecError for bad input and KeyboardInterrupt after saving what it has."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not isinstance(cfg.n_trials, int) or cfg.n_trials < 1:
+        raise SpecError(f"n_trials must be an integer >= 1, got {cfg.n_trials!r}")
+    strategy = make_strategy(str(cfg.strategy), _section(cfg, str(cfg.strategy)))
+    problem = make_problem(cfg, strategy.name)
+    floor = check_budget(problem)
+    study = open_study(cfg, problem, strategy, out_dir)
+    print(f"study {study.study_name}: {finished(study)} of {cfg.n_trials} trials done; space {problem.space.name}'s "
+          f"cheapest point takes {floor:.2f} ms, the budget is {problem.budget_ms:g} ms")
+    progress = Progress(study, cfg.n_trials, problem.metric, bool(cfg.progress))
+    try:
+        with StopOnCtrlC() as stop:
+            strategy.run(problem, study, cfg.n_trials, [progress, stop])
+    except (Interrupted, KeyboardInterrupt):
+        progress.close()
+        write_outputs(cfg, out_dir, problem, strategy, study, started, final=False)
+        raise KeyboardInterrupt from None
+    progress.close()
+    summary = write_outputs(cfg, out_dir, problem, strategy, study, started, final=True)
+    report = (out_dir / "report.md").read_text().split("\n\n")
+    print(next((block for block in report if block.startswith("| network")), "no trial completed"))
+    print(f"wrote {out_dir}")
+    return summary
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="search", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, out_dir)
+    except SpecError as e:
+        fail(PROG, str(e))
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; the study is saved, run again with the same study_name to resume "
+              f"(outputs so far in {out_dir})", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    check_choices(PROG, argv, "strategy", sorted(STRATEGIES))
+    check_choices(PROG, argv, "evaluator", sorted(EVALUATORS))
+    check_choices(PROG, argv, "data", sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml")))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Datasets of the search's accuracy evaluators, held in memory as tensors.
+
+A search trains or scores many architectures on the same data, so each dataset is decoded,
+resized and normalised once into ``(N, C, size, size)`` float tensors and cached per
+``DataSettings`` for the life of the process. Splits are stratified and seeded: the same
+settings give the same samples.
+
+* ``digits`` (the default): the UCI optical recognition of handwritten digits set as
+  scikit-learn ships it (``sklearn.datasets.load_digits``: 1797 8x8 grey images, 10
+  classes), so it needs no download and no ``root``;
+* ``imagefolder``: ``torchvision.datasets.ImageFolder`` at ``root`` (one folder per class), RGB;
+* ``cifar10``, ``fashion_mnist``: torchvision's ``CIFAR10`` and ``FashionMNIST`` at ``root``,
+  downloaded there only with ``download=True``; a part of the official test split is the
+  validation set.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torchvision.datasets import CIFAR10, FashionMNIST, ImageFolder, VisionDataset
+from torchvision.transforms.functional import pil_to_tensor
+
+from archgen import SpecError
+
+
+def check_setting(setting: str, value: object, ok: bool, expected: str) -> None:
+    """Refuse a bad setting with the one-line message the CLIs print: ``data.size must be ..., got 0``."""
+    if not ok:
+        raise SpecError(f"{setting} must be {expected}, got {value!r}")
+
+
+# Python's bools are ints; as a setting, ``true`` for a size or a seed is a mistake, not a 1
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which dataset, at which resolution, split how (``data.<field>`` in the search's config)."""
+
+    name: str = "digits"  # one of DATASETS
+    root: str | Path | None = None  # the dataset's folder; every dataset but digits needs one
+    size: int = 32  # images are resized once, bilinearly, to size x size
+    val_fraction: float = 0.25  # share of the samples kept for validation, the same for every dataset
+    seed: int = 0  # of the splits and of the ``limit`` subset
+    download: bool = False  # cifar10, fashion_mnist: download into root when it is not there
+    limit: int | None = 5000  # at most this many training samples (a stratified subset); None: all
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise SpecError(f"unknown data {self.name!r}; known: {', '.join(sorted(DATASETS))}")
+        check_setting("data.size", self.size, is_int(self.size) and self.size >= 1, "a positive integer")
+        check_setting("data.val_fraction", self.val_fraction, is_real(self.val_fraction) and 0 < self.val_fraction < 1, "a number in (0, 1)")
+        check_setting("data.seed", self.seed, is_int(self.seed), "an integer")
+        check_setting("data.download", self.download, isinstance(self.download, bool), "true or false")
+        check_setting("data.limit", self.limit, self.limit is None or (is_int(self.limit) and self.limit >= 1), "a positive integer or null")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train and a validation split: normalised float images ``(N, C, size, size)``, int64 labels ``(N,)``.
+
+    ``load_data`` hands the same object to every caller with the same settings: treat the
+    tensors as read-only.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    in_chans: int
+    num_classes: int
+    size: int
+
+
+@dataclass(frozen=True)
+class _Split:
+    """A split's labels, and its images decoded on demand, so that only the samples kept are decoded."""
+
+    targets: np.ndarray  # (N,) class indices
+    images: Callable[[np.ndarray], torch.Tensor]  # sample indices -> (n, C, size, size) float in [0, 1]
+
+
+@dataclass(frozen=True)
+class _Source:
+    train: _Split
+    test: _Split | None  # the official test split, where the dataset has one
+    num_classes: int
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    # antialias only acts when shrinking, where plain bilinear sampling would alias
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _root(s: DataSettings, *, may_create: bool = False) -> Path:
+    if s.root is None:
+        raise SpecError(f"data {s.name} needs data.root, the folder that holds it")
+    root = Path(s.root).expanduser()
+    if not (root.is_dir() or may_create):
+        raise SpecError(f"data.root {root}: no such directory")
+    return root
+
+
+def _digits(s: DataSettings) -> _Source:
+    digits = load_digits()
+    # a pixel is the count of set pixels in a 4x4 block of the 32x32 scan: 0..16
+    images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16
+    return _Source(_Split(digits.target, lambda i: _resize(images[i], s.size)), None, 10)
+
+
+def _imagefolder(s: DataSettings) -> _Source:
+    root = _root(s)
+    try:
+        folder = ImageFolder(root)
+    except FileNotFoundError as err:  # no class folders, or no images in them
+        raise SpecError(f"data.root {root}: {err}") from err
+
+    def images(indices: np.ndarray) -> torch.Tensor:
+        # images differ in size, so each is resized on its own before they are stacked
+        return torch.cat([_resize(pil_to_tensor(folder.loader(folder.samples[i][0]))[None] / 255, s.size) for i in indices])
+
+    return _Source(_Split(np.asarray(folder.targets), images), None, len(folder.classes))
+
+
+def _open(cls: type[VisionDataset], s: DataSettings, train: bool) -> VisionDataset:
+    root = _root(s, may_create=s.download)
+    try:
+        return cls(root, train=train, download=s.download)
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        raise SpecError(f"data {s.name}: not found in data.root {root}; set data.download=true or point data.root at the folder that holds it") from err
+
+
+def _cifar10(s: DataSettings) -> _Source:
+    def split(ds: CIFAR10) -> _Split:  # data: (N, 32, 32, 3) uint8 array
+        return _Split(np.asarray(ds.targets), lambda i: _resize(torch.from_numpy(ds.data[i]).permute(0, 3, 1, 2) / 255, s.size))
+
+    return _Source(split(_open(CIFAR10, s, train=True)), split(_open(CIFAR10, s, train=False)), 10)
+
+
+def _fashion_mnist(s: DataSettings) -> _Source:
+    def split(ds: FashionMNIST) -> _Split:  # data: (N, 28, 28) uint8 tensor
+        return _Split(ds.targets.numpy(), lambda i: _resize(ds.data[torch.from_numpy(i)].unsqueeze(1) / 255, s.size))
+
+    return _Source(split(_open(FashionMNIST, s, train=True)), split(_open(FashionMNIST, s, train=False)), 10)
+
+
+DATASETS: dict[str, Callable[[DataSettings], _Source]] = {
+    "cifar10": _cifar10,
+    "digits": _digits,
+    "fashion_mnist": _fashion_mnist,
+    "imagefolder": _imagefolder,
+}
+
+
+def _stratified(targets: np.ndarray, size: int, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``targets`` split into (the rest, ``size`` of them in the classes' proportions)."""
+    everything = np.arange(len(targets))
+    if size >= len(targets):
+        return everything[:0], everything
+    try:
+        rest, chosen = train_test_split(everything, test_size=size, stratify=targets, random_state=seed)
+    except ValueError as err:  # a class too small to be in both parts
+        raise SpecError(f"cannot draw {what} of {size} of {len(targets)} samples in every class's proportion: {err}") from err
+    # in file order: decoding reads the files sequentially, and the trainer shuffles anyway
+    return np.sort(rest), np.sort(chosen)
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(settings: DataSettings) -> Dataset:
+    """Load, split, resize and normalise a dataset; cached per settings within the process."""
+    source = DATASETS[settings.name](settings)
+    train, val = source.train, source.test or source.train
+    seed, fraction = settings.seed, settings.val_fraction
+    val_split = f"a validation split (data.val_fraction {fraction})"
+    if source.test is None:
+        train_idx, val_idx = _stratified(train.targets, round(len(train.targets) * fraction), seed, val_split)
+    else:
+        train_idx = np.arange(len(train.targets))
+    if settings.limit is not None:
+        _, keep = _stratified(train.targets[train_idx], settings.limit, seed, f"a training subset (data.limit {settings.limit})")
+        train_idx = train_idx[keep]
+    if source.test is not None:
+        # as many validation samples as val_fraction sets aside where there is no test split,
+        # so that the proportions, and the time a validation takes, are alike across datasets
+        _, val_idx = _stratified(val.targets, round(len(train_idx) * fraction / (1 - fraction)), seed, val_split)
+    train_x, val_x = train.images(train_idx), val.images(val_idx)
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    # a constant channel has std 0 and is all 0 once centred: keep it 0 rather than 0 / 0
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return Dataset(
+        name=settings.name,
+        train_x=(train_x - mean) / std,
+        train_y=torch.from_numpy(train.targets[train_idx]).long(),
+        val_x=(val_x - mean) / std,
+        val_y=torch.from_numpy(val.targets[val_idx]).long(),
+        in_chans=train_x.shape[1],
+        num_classes=source.num_classes,
+        size=settings.size,
+    )

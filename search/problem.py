@@ -1,0 +1,119 @@
+"""What a search optimises: a point of the space, its latency on this machine and its accuracy.
+
+A point is one set of choices (``Space`` parameters). It gives two networks that share every
+architectural decision (MnasNet, Sec. 3, measures latency at deployment and accuracy on a
+proxy task):
+
+* the **deployment network**: the space's base spec with its own knobs (e.g. 3x224x224,
+  1000 classes). Its latency is what the budget bounds, measured end to end or predicted by
+  the per-block lookup table (``latency.source``);
+* the **proxy network**: the same choices on the base spec at the data's resolution, channels
+  and classes (e.g. 1x32x32 digits, 10 classes). Its accuracy is the evaluator's figure
+  (short training, or the training-free NASWOT score).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from archgen import SpecError, build, count, load_spec
+from archgen.cost.latency import Latency, LatencySettings, measure
+from archgen.cost.lut import LatencyTable
+from archgen.space import Space
+from archgen.spec import ModelSpec
+
+from .data import DataSettings, load_data
+from .evaluate import EVALUATORS, NaswotSettings, TrialFailed, TrainSettings, evaluate
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A point's figures: the evaluator's score (accuracy for ``train``), latency and costs."""
+
+    score: float
+    latency_ms: float
+    macs: int
+    params: int
+    seconds: float  # evaluation time (training or scoring)
+
+
+class Problem:
+    """The space, the data, the evaluator and the latency source of one search."""
+
+    def __init__(
+        self,
+        space: str | Path,
+        budget_ms: float,
+        latency: LatencySettings,
+        evaluator: str,
+        evaluator_settings: TrainSettings | NaswotSettings,
+        data: DataSettings,
+        cache: str | Path | None = None,
+        lut: bool = False,
+    ) -> None:
+        if not (isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and budget_ms > 0):
+            raise SpecError(f"budget_ms must be a positive number of milliseconds, got {budget_ms!r}")
+        if evaluator not in EVALUATORS:
+            raise SpecError(f"unknown evaluator {evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
+        latency.check_device()
+        self.budget_ms = float(budget_ms)
+        self.latency = latency
+        self.evaluator = evaluator
+        self.evaluator_settings = evaluator_settings
+        self.space = Space(space)
+        self.data = load_data(data)
+        self.proxy = Space(space, num_classes=self.data.num_classes, in_chans=self.data.in_chans, input_size=self.data.size)
+        # the table serves latency=lut and NetAdapt's proposals, calibrated across the space's range
+        self.table = LatencyTable(latency, cache) if lut or latency.source == "lut" else None
+        if self.table is not None and not self.table.calibration.networks:
+            self.table.calibrate([self.space.cheapest().spec, self.space.base, self.space.dearest().spec])
+
+    @property
+    def metric(self) -> str:
+        """What the score is: ``accuracy`` (train) or ``naswot`` (the training-free score)."""
+        return "accuracy" if self.evaluator == "train" else "naswot"
+
+    def latency_ms(self, spec: ModelSpec) -> float:
+        """The latency the search works with: measured, or predicted by the lookup table."""
+        if self.latency.source == "lut":
+            assert self.table is not None
+            return self.table.predict(spec).total_ms
+        return self.measure(spec).median_ms
+
+    def measure(self, spec: ModelSpec) -> Latency:
+        """Measured end to end, whatever the search's latency source (the final check of a result)."""
+        return measure(build(spec), spec.in_chans, spec.input_size, self.latency)
+
+    def lut_ms(self, spec: ModelSpec) -> float:
+        """The lookup table's prediction (NetAdapt chooses its proposals with it)."""
+        assert self.table is not None
+        return self.table.predict(spec).total_ms
+
+    def score(self, proxy: ModelSpec) -> tuple[float, float]:
+        """The evaluator's figure for a proxy network and the seconds it took."""
+        result = evaluate(proxy, self.evaluator, self.data, self.evaluator_settings)
+        if not math.isfinite(result.score):
+            raise TrialFailed(f"{self.evaluator} score is {result.score}")
+        return result.score, result.seconds
+
+    def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None) -> Outcome:
+        """Latency of the deployment network and score of the proxy network of one point."""
+        return self.evaluate_specs(spec if spec is not None else self.space.apply(params), self.proxy.apply(params))
+
+    def evaluate_specs(self, spec: ModelSpec, proxy: ModelSpec) -> Outcome:
+        """Latency of ``spec`` and score of ``proxy``: a point, or a network outside the space (the base)."""
+        latency = self.latency_ms(spec)
+        score, seconds = self.score(proxy)
+        cost = count(spec)
+        return Outcome(score=score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=seconds)
+
+    def base_at_width(self, width_mult: float) -> tuple[ModelSpec, ModelSpec]:
+        """The base network (deployment and proxy) at another width multiplier (MnasNet's baseline)."""
+        networks = []
+        for base in (self.space.base, self.proxy.base):
+            knobs = {"num_classes": base.num_classes, "in_chans": base.in_chans, "input_size": base.input_size}
+            networks.append(load_spec(Path(base.source), width_mult=width_mult, **knobs))
+        return networks[0], networks[1]

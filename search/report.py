@@ -1,0 +1,213 @@
+"""What a search leaves in its run directory, and the sweep table of ``python -m search -m``.
+
+* ``best.yaml``: the best architecture as an expanded spec (``python -m archgen spec=best.yaml``);
+* ``trials.csv``: every trial of the study, its parameters, figures and state (a failed trial
+  with its reason);
+* ``pareto.png``: latency against score for every completed trial, the Pareto front, the budget
+  line, the base network and the base width-scaled to the budget;
+* ``history.png``: Optuna's optimisation history (``optuna.visualization.matplotlib``);
+* ``report.md``: the best found against the base and the width-scaled base (MnasNet's
+  comparison, Sec. 5), every latency re-measured on this machine;
+* ``summary.json``: the figures a sweep aggregates into one table of the best per budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, whatever the user's environment says
+
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+from archgen.cost.latency import Latency, describe  # noqa: E402
+from archgen.fileio import write_atomic  # noqa: E402
+from archgen.report import job_order, markdown_table  # noqa: E402
+
+from .strategies.sampled import pareto_front  # noqa: E402
+
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One network of the report: its latency re-measured here, its score and costs."""
+
+    label: str
+    latency: Latency
+    score: float
+    macs: int
+    params: int
+    budget_ms: float
+
+    @property
+    def meets(self) -> bool:
+        return self.latency.median_ms <= self.budget_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency"] = self.latency.to_dict()
+        d["meets_budget"] = self.meets
+        return d
+
+
+def trials_csv(study: optuna.Study, metric: str) -> str:
+    """Every trial: number, state, parameters, score, latency, costs, failure reason."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({p for t in trials for p in t.params}, key=_param_order)
+    columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "fail_reason",
+               "iteration", "change", *names]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for t in trials:
+        row = {"number": t.number, "state": t.state.name, **{k: v for k, v in t.user_attrs.items() if k in columns}, **t.params}
+        if t.values is not None:
+            row["value"] = t.values[0] if len(t.values) == 1 else t.values
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _param_order(name: str) -> tuple[int, int, str]:
+    parts = name.split("_")
+    stage = int(parts[0][1:]) if parts[0][1:].isdigit() else 0
+    block = int(parts[1][1:]) if len(parts) > 2 and parts[1].startswith("b") and parts[1][1:].isdigit() else -1
+    return stage, block, name
+
+
+def plot_pareto(
+    path: Path, trials: Sequence[FrozenTrial], metric: str, budget_ms: float, marks: Mapping[str, tuple[float, float]],
+    front: Sequence[FrozenTrial],
+) -> None:
+    """Latency vs score of the completed trials, the front, the budget and the marked networks."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    ax.scatter([t.user_attrs["latency_ms"] for t in done], [t.user_attrs[metric] for t in done], s=14, alpha=0.5,
+               color="tab:blue", label="trials")
+    if front:
+        ax.plot([t.user_attrs["latency_ms"] for t in front], [t.user_attrs[metric] for t in front], "-o", ms=4,
+                color="tab:orange", label="Pareto front (within budget)")
+    ax.axvline(budget_ms, color="tab:red", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
+    for (label, (lat, score)), marker in zip(marks.items(), ("*", "s", "D", "^")):
+        ax.scatter([lat], [score], marker=marker, s=110, edgecolor="black", zorder=5, label=label)
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_history(path: Path, study: optuna.Study, metric: str) -> None:
+    """Optuna's optimisation history: the objective per trial and the best so far."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
+        if len(study.directions) == 1:
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        else:
+            ax = optuna.visualization.matplotlib.plot_optimization_history(
+                study, target=lambda t: t.user_attrs[metric], target_name=metric
+            )
+    fig = ax.get_figure()
+    fig.set_size_inches(7, 4.5)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def report_md(
+    *, title: str, settings: Mapping[str, str], entries: Sequence[Entry], metric: str, best: FrozenTrial | None,
+    study: optuna.Study, budget_ms: float, front: Sequence[FrozenTrial], notes: Sequence[str],
+) -> str:
+    """The comparison a user acts on, in Markdown."""
+    lines = [f"# {title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in settings.items()]
+    lines.append("")
+    if entries:
+        fp = entries[0].latency.fingerprint
+        lines += [f"Latencies re-measured at the end on {describe(fp)} (median of {entries[0].latency.repeats} runs).", ""]
+        rows = [
+            (e.label, f"{e.latency.median_ms:.2f}", f"{e.latency.p10_ms:.2f}-{e.latency.p90_ms:.2f}",
+             "yes" if e.meets else "**no**", f"{e.score:.4f}", f"{e.macs / 1e6:.1f}", f"{e.params / 1e6:.2f}")
+            for e in entries
+        ]
+        lines.append(markdown_table(("network", "latency (ms)", "p10-p90 (ms)", f"meets {budget_ms:g} ms", metric,
+                                     "MACs (M)", "params (M)"), rows))
+    if best is not None:
+        lines += [f"## Best found: trial {best.number}", "", "Written as `best.yaml`; build it with "
+                  "`python -m archgen spec=best.yaml`.", ""]
+        lines.append(markdown_table(("parameter", "value"), [(k, v) for k, v in sorted(best.params.items(), key=lambda kv: _param_order(kv[0]))]))
+    if front:
+        lines += ["## Pareto front within the budget", ""]
+        lines.append(markdown_table(("trial", "latency (ms)", metric), [
+            (t.number, f"{t.user_attrs['latency_ms']:.2f}", f"{t.user_attrs[metric]:.4f}") for t in front
+        ]))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if failed:
+        lines += ["## Failed trials", ""]
+        lines.append(markdown_table(("trial", "reason"), [(t.number, t.user_attrs.get("fail_reason", "?")) for t in failed]))
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    write_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")
+
+
+# -- python -m search -m ... : one table of the best per job --------------------------------------
+
+SWEEP_COLUMNS = ("job", "space", "strategy", "budget_ms", "best_trial", "latency_ms", "meets_budget", "metric", "score",
+                 "base_latency_ms", "base_score", "scaled_width", "scaled_latency_ms", "scaled_score")
+
+
+def aggregate(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Collect every job's ``summary.json`` into ``best_per_budget.csv`` and ``.md`` in the sweep dir."""
+    rows = []
+    # any depth: a job dir named after a space=path/to/space.yaml override holds folders
+    for path in sorted(sweep_dir.rglob(SUMMARY), key=lambda p: job_order(str(p.parent.relative_to(sweep_dir)))):
+        s = json.loads(path.read_text())
+        rows.append({"job": str(path.parent.relative_to(sweep_dir)), **{k: s.get(k, "") for k in SWEEP_COLUMNS if k != "job"}})
+    rows.sort(key=lambda r: (r["space"], r["strategy"], r["budget_ms"]))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SWEEP_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(sweep_dir / "best_per_budget.csv", buf.getvalue())
+    write_atomic(sweep_dir / "best_per_budget.md", markdown_table(SWEEP_COLUMNS, [[_fmt(r[c]) for c in SWEEP_COLUMNS] for r in rows]))
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra is a dependency
+    Callback = object  # type: ignore[assignment,misc]
+
+
+class AggregateBest(Callback):  # type: ignore[misc]
+    """Hydra callback: at the end of a sweep, one table of the best architecture per job."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = aggregate(sweep_dir)
+        if rows:
+            print(f"\n{len(rows)} searches -> {sweep_dir / 'best_per_budget.csv'}, {sweep_dir / 'best_per_budget.md'}")

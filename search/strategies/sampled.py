@@ -1,0 +1,137 @@
+"""Strategies driven by an Optuna sampler: each trial samples a point of the space and is evaluated.
+
+* ``mnasnet`` (Tan et al. 2019, "MnasNet: Platform-Aware Neural Architecture Search for
+  Mobile", Sec. 3, Eq. 2): maximise ``ACC(m) x (LAT(m) / T) ** w`` with ``w = alpha`` when
+  LAT <= T and ``w = beta`` above it. The soft constraint is alpha = beta = -0.07 (the paper's
+  choice: a model twice as slow must be about 5 % more accurate to score the same); the hard
+  constraint is alpha = 0, beta = -1. MnasNet trained an RL controller; here Optuna's TPE
+  sampler proposes the points (or any sampler named in ``mnasnet.sampler``).
+* ``pareto``: NSGA-II (Deb et al. 2002) over (accuracy up, latency down), with
+  ``latency <= budget`` as a constraint of every trial (``Trial.set_constraint``), which
+  NSGA-II's selection honours; the result is the Pareto front of the feasible trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import FrozenTrial
+
+from archgen import SpecError
+
+from ..problem import Outcome, Problem
+from ..space import suggest
+from .common import FINISHED, TRIAL_ERRORS, SeededPerTrial, completed, feasible, finished, guarded, record, score_of
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+SAMPLERS = ("tpe", "random")
+
+
+def reward(score: float, latency_ms: float, budget_ms: float, alpha: float, beta: float) -> float:
+    """MnasNet's objective, Eq. 2: ``score x (latency / budget) ** w``, w = alpha within the budget, beta above."""
+    w = alpha if latency_ms <= budget_ms else beta
+    return score * (latency_ms / budget_ms) ** w
+
+
+def optimize(
+    problem: Problem,
+    study: optuna.Study,
+    n_trials: int,
+    values: Callable[[Outcome], float | Sequence[float]],
+    callbacks: Sequence[Callback],
+) -> None:
+    """Run sampled trials until the study has ``n_trials`` finished ones (from every worker)."""
+
+    def objective(trial: optuna.Trial) -> float | Sequence[float]:
+        sample = guarded(trial, lambda: suggest(trial, problem.space))
+        outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec))
+        record(trial, problem, outcome)
+        return values(outcome)
+
+    remaining = n_trials - finished(study)
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=TRIAL_ERRORS,
+            callbacks=[MaxTrialsCallback(n_trials, states=FINISHED), *callbacks],
+        )
+
+
+@dataclass(frozen=True)
+class MnasNet:
+    """MnasNet's reward, maximised by a sampler (TPE by default)."""
+
+    alpha: float = -0.07
+    beta: float = -0.07
+    hard: bool = False  # the hard constraint: alpha = 0, beta = -1
+    sampler: str = "tpe"
+    startup_trials: int = 10  # TPE: random trials before it models the objective
+
+    name = "mnasnet"
+    directions = ("maximize",)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise SpecError(f"mnasnet.sampler must be one of: {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if not isinstance(self.startup_trials, int) or self.startup_trials < 1:
+            raise SpecError(f"mnasnet.startup_trials must be an integer >= 1, got {self.startup_trials!r}")
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        return (0.0, -1.0) if self.hard else (self.alpha, self.beta)
+
+    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        if self.sampler == "random":
+            return SeededPerTrial(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
+        return SeededPerTrial(lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=self.startup_trials), seed)
+
+    def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
+        alpha, beta = self.weights
+        optimize(problem, study, n_trials, lambda o: reward(o.score, o.latency_ms, problem.budget_ms, alpha, beta), callbacks)
+
+    def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
+        """The highest reward within the budget; if no trial is within it, the highest reward."""
+        trials = completed(study)
+        within = [t for t in trials if feasible(t, problem.budget_ms)]
+        return max(within or trials, key=lambda t: t.value, default=None)
+
+
+@dataclass(frozen=True)
+class Pareto:
+    """NSGA-II over (score, latency) with the budget as a constraint."""
+
+    population: int = 20
+
+    name = "pareto"
+    directions = ("maximize", "minimize")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.population, int) or self.population < 2:
+            raise SpecError(f"pareto.population must be an integer >= 2, got {self.population!r}")
+
+    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        return SeededPerTrial(lambda s: optuna.samplers.NSGAIISampler(population_size=self.population, seed=s), seed)
+
+    def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
+        optimize(problem, study, n_trials, lambda o: (o.score, o.latency_ms), callbacks)
+
+    def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
+        """The most accurate trial within the budget (the front's end at the budget)."""
+        front = pareto_front(completed(study), problem)
+        return max(front, key=lambda t: score_of(t, problem.metric), default=None)
+
+
+def pareto_front(trials: Sequence[FrozenTrial], problem: Problem) -> list[FrozenTrial]:
+    """The trials within the budget that no other such trial beats on both score and latency."""
+    pts = [t for t in trials if feasible(t, problem.budget_ms)]
+
+    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+        sa, sb = score_of(a, problem.metric), score_of(b, problem.metric)
+        la, lb = a.user_attrs["latency_ms"], b.user_attrs["latency_ms"]
+        return sa >= sb and la <= lb and (sa > sb or la < lb)
+
+    return sorted((t for t in pts if not any(dominates(o, t) for o in pts)), key=lambda t: t.user_attrs["latency_ms"])

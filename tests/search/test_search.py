@@ -1,0 +1,221 @@
+"""``python -m search``: every strategy end to end, resuming, two workers, failures, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+import archgen
+from archgen.cost.latency import LatencySettings
+from archgen.space import Space
+from search.data import DataSettings
+from search.evaluate import NaswotSettings, TrialFailed
+from search.problem import Problem
+
+from .conftest import fast_overrides, run_search
+
+REPO = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def _study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'studies.db'}")
+
+
+def _halfway_budget(space_file: Path) -> float:
+    """A budget between the space's cheapest point and the base, by the lookup table NetAdapt uses."""
+    problem = Problem(space_file, 1.0, LatencySettings(source="lut", warmup=1, repeats=3), "naswot", NaswotSettings(),
+                      DataSettings(limit=200))
+    ends = [problem.latency_ms(problem.space.cheapest().spec), problem.latency_ms(problem.space.nearest_to_base().spec)]
+    return round(sum(ends) / 2, 3)
+
+
+@pytest.mark.parametrize("strategy", ["mnasnet", "pareto", "netadapt"])
+def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, space_file, tmp_path, strategy):
+    out = tmp_path / "run"
+    n_trials = 6
+    extra = []
+    if strategy == "netadapt":  # a proposal per block each iteration: room for a few iterations
+        n_trials = 30
+        extra = [f"budget_ms={_halfway_budget(space_file)}", "latency=lut", "netadapt.step=0.01"]
+    summary = run_search(compose_search, out, *fast_overrides(space_file, tmp_path, f"strategy={strategy}",
+                                                              f"n_trials={n_trials}", "study_name=s", *extra))
+    study = _study(tmp_path, "s")
+    trials = study.get_trials()
+    assert 1 <= len(trials) <= n_trials and summary["trials"] == len(trials)
+    # best.yaml is the best trial's architecture and builds with python -m archgen spec=...
+    best = study.trials[summary["best_trial"]]
+    space = Space(space_file)
+    written = archgen.load_spec(out / "best.yaml")
+    assert [b.to_dict() for b in written.blocks] == [b.to_dict() for b in space.apply(best.params).blocks]
+    # trials.csv: one row per trial with the parameters as the space names them
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert len(rows) == len(trials) + 1 and "s2_b0_k" in rows[0] and "latency_ms" in rows[0]
+    assert (out / "pareto.png").read_bytes().startswith(PNG) and (out / "history.png").read_bytes().startswith(PNG)
+    report = (out / "report.md").read_text()
+    assert f"best found (trial {best.number})" in report and "base mbv3_small" in report
+    assert ("MnasNet's baseline" in report) == (summary["scaled_width"] is not None)
+    assert ("there is no width-scaled baseline" in report) == (summary["scaled_width"] is None)
+    # the best is re-measured, and the report says whether it meets the budget
+    assert summary["latency_ms"] > 0 and summary["meets_budget"] == (summary["latency_ms"] <= summary["budget_ms"])
+    assert json.loads((out / "summary.json").read_text())["best_trial"] == best.number
+    if strategy == "netadapt":
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert all("change" in t.user_attrs and t.user_attrs["lut_ms"] > 0 for t in done)
+        accepted = [study.trials[v] for k, v in sorted(study.user_attrs.items()) if k.startswith("netadapt_iter_")]
+        lut = [t.user_attrs["lut_ms"] for t in accepted]
+        assert accepted and lut == sorted(lut, reverse=True)  # every iteration cuts the table's latency
+
+
+def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
+    common = fast_overrides(space_file, tmp_path, "study_name=r", "baselines=false")
+    run_search(compose_search, tmp_path / "a", *common, "n_trials=3")
+    first = [(t.number, t.params) for t in _study(tmp_path, "r").trials]
+    run_search(compose_search, tmp_path / "b", *common, "n_trials=5")
+    trials = _study(tmp_path, "r").trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [(t.number, t.params) for t in trials[:3]] == first  # nothing lost or repeated
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len((tmp_path / "b" / "trials.csv").read_text().splitlines()) == 6
+
+
+def test_a_resumed_study_must_keep_its_settings(compose_search, space_file, tmp_path):
+    common = fast_overrides(space_file, tmp_path, "study_name=k", "baselines=false", "n_trials=1")
+    run_search(compose_search, tmp_path / "a", *common)
+    with pytest.raises(archgen.SpecError, match="study 'k' was created with budget_ms=50.0, not 40.0"):
+        run_search(compose_search, tmp_path / "b", *common, "budget_ms=40")
+
+
+def test_two_workers_share_one_study(space_file, tmp_path):
+    args = [*fast_overrides(space_file, tmp_path, "study_name=w", "n_trials=6", "baselines=false")]
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "search", *args, f"hydra.run.dir={tmp_path / f'w{i}'}"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    trials = _study(tmp_path, "w").trials
+    assert 6 <= len(trials) <= 7  # a worker may finish the trial it had started when the other reached 6
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    params = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(set(params)) >= len(trials) - 1  # the workers sample, they do not repeat each other's trials
+
+
+def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(compose_search, space_file, tmp_path,
+                                                                            monkeypatch):
+    calls = iter(range(100))
+    real = Problem.score
+
+    def flaky(self, proxy):
+        if next(calls) % 2 == 1:
+            raise TrialFailed("training loss is nan at epoch 1, step 3")
+        return real(self, proxy)
+
+    monkeypatch.setattr(Problem, "score", flaky)
+    summary = run_search(compose_search, tmp_path / "run", *fast_overrides(space_file, tmp_path, "study_name=f",
+                                                                           "n_trials=4", "baselines=false"))
+    trials = _study(tmp_path, "f").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL] * 2
+    assert trials[1].user_attrs["fail_reason"] == "training loss is nan at epoch 1, step 3"
+    assert summary["fail"] == 2 and summary["complete"] == 2
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Failed trials" in report and "training loss is nan" in report
+    assert "FAIL" in (tmp_path / "run" / "trials.csv").read_text()
+
+
+def test_a_fixed_seed_gives_the_same_trials(compose_search, space_file, tmp_path):
+    def params(name: str) -> list[dict]:
+        run_search(compose_search, tmp_path / name, *fast_overrides(
+            space_file, tmp_path, f"study_name={name}", "n_trials=5", "baselines=false", "latency=lut",
+            "mnasnet.startup_trials=2", "seed=3"))
+        return [t.params for t in _study(tmp_path, name).trials]
+
+    assert params("a") == params("b")
+
+
+def test_a_budget_the_space_cannot_meet_stops_before_any_trial(space_file, tmp_path):
+    r = _cli(*fast_overrides(space_file, tmp_path, "budget_ms=0.01", "study_name=x"), f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2, r.stderr
+    assert "budget_ms=0.01 cannot be met: the smallest latency space tiny reaches is" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
+    args = fast_overrides(space_file, tmp_path, "study_name=c", "n_trials=200", "baselines=false",
+                          f"hydra.run.dir={tmp_path / 'run'}")
+    proc = subprocess.Popen([sys.executable, "-m", "search", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        db = tmp_path / "studies.db"
+        if db.exists():
+            try:
+                if len(_study(tmp_path, "c").get_trials(states=(TrialState.COMPLETE,))) >= 2:
+                    break
+            except KeyError:  # the study is not created yet
+                continue
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; the study is saved" in err and "Traceback" not in err
+    done = _study(tmp_path, "c").get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) >= 2
+    assert len((tmp_path / "run" / "trials.csv").read_text().splitlines()) >= len(done) + 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["space=nope"], "unknown space 'nope'; known: mbv2, mbv3_large"),
+        (["strategy=greedy"], "unknown strategy 'greedy'; known: mnasnet, netadapt, pareto"),
+        (["evaluator=zen"], "unknown evaluator 'zen'; known: naswot, train"),
+        (["data=mnist"], "unknown data 'mnist'; known: cifar10, digits, fashion_mnist, imagefolder"),
+        (["budget_ms=0"], "budget_ms must be a positive number of milliseconds, got 0"),
+        (["data=imagefolder", "data.root=/no/such/dir"], "data.root /no/such/dir: no such directory"),
+        (["n_trials=0"], "n_trials must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
+    r = _cli(*args, "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_space_whose_choices_are_empty_is_refused(tmp_path):
+    bad = tmp_path / "empty.yaml"
+    bad.write_text(yaml.safe_dump({"base": "mbv3_small", "per_block": {"k": []}}))
+    r = _cli(f"space={bad}", "progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2 and f"{bad}: per_block.k: has no choices" in r.stderr
+
+
+def test_a_sweep_writes_one_table_of_the_best_per_budget(space_file, tmp_path):
+    args = [a for a in fast_overrides(space_file, tmp_path, "n_trials=2", "baselines=false") if not a.startswith("budget")]
+    r = _cli("-m", *args, "budget_ms=20,50", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "sweep" / "best_per_budget.csv").read_text().splitlines()
+    assert lines[0].startswith("job,space,strategy,budget_ms")
+    rows = list(csv.DictReader(lines))
+    assert [float(r["budget_ms"]) for r in rows] == [20.0, 50.0]
+    assert all(r["best_trial"] != "" and float(r["latency_ms"]) > 0 for r in rows)
+    assert (tmp_path / "sweep" / "best_per_budget.md").read_text().startswith("| job |")
