@@ -12,7 +12,9 @@ from typing import Any, Mapping, Sequence
 from .blocks import BLOCKS, Block, RowType, register_block
 from .builder import ArchNet, build
 from .cost import count
+from .deploy import deploy
 from .errors import SpecError
+from .export import export_model
 from .ir import BlockConfig
 from .layers import ACTIVATIONS, make_divisible
 from .spec import KNOBS, ModelSpec, load_spec
@@ -44,6 +46,8 @@ __all__ = [
     "build",
     "count",
     "create_model",
+    "deploy",
+    "export_model",
     "list_models",
     "load_reference_weights",
     "load_spec",

@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import hydra
 import optuna
@@ -30,9 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from archgen import SpecError, count
+from archgen import SpecError, build, count
 from archgen.cli import check_choices, fail, load_settings
-from archgen.cost.latency import LatencySettings, describe, fingerprint
+from archgen.cost.latency import LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic
 from archgen.zoo import CONF_DIR
 
@@ -206,9 +206,41 @@ def baselines(problem: Problem, study: optuna.Study) -> dict[str, dict[str, Any]
     return out
 
 
-def entry(problem: Problem, label: str, spec: Any, score: float) -> Entry:
-    cost = count(spec)
-    return Entry(label, problem.measure(spec), score, cost.macs, cost.params, problem.budget_ms)
+def remeasure(problem: Problem, networks: dict[str, tuple[str, Any, float]]) -> dict[str, Entry]:
+    """The report's networks (key -> label, spec, score), measured side by side on this machine."""
+    specs = [spec for _, spec, _ in networks.values()]
+    timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], problem.latency)
+    entries = {}
+    for (key, (label, spec, score)), latency in zip(networks.items(), timed):
+        cost = count(spec)
+        entries[key] = Entry(label, latency, score, cost.macs, cost.params, problem.budget_ms)
+    return entries
+
+
+def report_networks(problem: Problem, best: FrozenTrial | None, best_spec: Any, base_info: dict[str, Any]) -> dict[str, Any]:
+    """The best found, the base and the width-scaled base: what the report compares."""
+    networks: dict[str, tuple[str, Any, float]] = {}
+    if best is not None:
+        networks["best"] = (f"best found (trial {best.number})", best_spec, best.user_attrs[problem.metric])
+    if "base" in base_info:
+        networks["base"] = (f"base {problem.space.base.name}", problem.base_at_width(1.0)[0], base_info["base"]["score"])
+    if "scaled" in base_info:
+        w = base_info["scaled"]["width_mult"]
+        networks["scaled"] = (f"base x width {w:g} (MnasNet's baseline)", problem.base_at_width(w)[0], base_info["scaled"]["score"])
+    return networks
+
+
+def report_notes(cfg: DictConfig, problem: Problem, study: optuna.Study, best: FrozenTrial | None, base_info: dict[str, Any],
+                 final: bool) -> list[str]:
+    notes = [v for k, v in study.user_attrs.items() if k == "netadapt_stop"]
+    if final and cfg.baselines and "scaled" not in base_info:
+        notes.append(f"no width multiplier in {WIDTHS[0]:g}-{WIDTHS[-1]:g} brings the base within the budget "
+                     f"({problem.latency.source} latency), so there is no width-scaled baseline")
+    if best is None:
+        notes.append("no trial completed")
+    elif best.user_attrs["latency_ms"] > problem.budget_ms:
+        notes.append("no trial met the budget; the best is the highest reward over it")
+    return notes
 
 
 def write_outputs(
@@ -219,68 +251,47 @@ def write_outputs(
     metric = problem.metric
     best = strategy.best(problem, study)
     trials = study.get_trials(deepcopy=False)
-    entries: dict[str, Entry] = {}
     base_info = baselines(problem, study) if final and cfg.baselines else {}
-    best_spec = problem.space.apply(best.params) if best is not None else None
-    if best_spec is not None:
-        best_spec = dataclasses.replace(best_spec, name=f"{problem.space.base.name}_search")
+    best_spec = None
+    if best is not None:
+        best_spec = dataclasses.replace(problem.space.apply(best.params), name=f"{problem.space.base.name}_search")
         write_atomic(out_dir / "best.yaml", best_spec.to_yaml())
-    if final:
-        if best_spec is not None:
-            entries["best"] = entry(problem, f"best found (trial {best.number})", best_spec, best.user_attrs[metric])
-        if "base" in base_info:
-            entries["base"] = entry(problem, f"base {problem.space.base.name}", problem.base_at_width(1.0)[0],
-                                    base_info["base"]["score"])
-        if "scaled" in base_info:
-            w = base_info["scaled"]["width_mult"]
-            entries["scaled"] = entry(problem, f"base x width {w:g} (MnasNet's baseline)", problem.base_at_width(w)[0],
-                                      base_info["scaled"]["score"])
+    entries = remeasure(problem, report_networks(problem, best, best_spec, base_info)) if final else {}
     write_atomic(out_dir / "trials.csv", trials_csv(study, metric))
     front = pareto_front(completed(study), problem)
     marks = {f"best (trial {best.number})": (best.user_attrs["latency_ms"], best.user_attrs[metric])} if best else {}
     for label, info in base_info.items():
-        name = "base" if label == "base" else f"base x {info['width_mult']:g}"
-        marks[name] = (info["latency_ms"], info["score"])
+        marks["base" if label == "base" else f"base x {info['width_mult']:g}"] = (info["latency_ms"], info["score"])
     plot_pareto(out_dir / "pareto.png", trials, metric, problem.budget_ms, marks, front)
     if completed(study):
-        plot_history(out_dir / "history.png", study, metric)
+        objective = "reward ACC x (LAT/T)^w" if strategy.name == "mnasnet" else metric
+        plot_history(out_dir / "history.png", study, metric, objective)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL)}
     settings = {
         "space": f"{problem.space.name} (base {problem.space.base.name})",
         "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source}",
         "strategy": f"{strategy.name} {strategy}",
-        "evaluator": f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x{problem.data.size}, "
-                     f"{problem.data.num_classes} classes)",
+        "evaluator": f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x"
+                     f"{problem.data.size}, {problem.data.num_classes} classes)",
         "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed)",
         "run time": f"{time.perf_counter() - started:.0f} s" + ("" if final else " (interrupted)"),
     }
-    notes = [v for k, v in study.user_attrs.items() if k == "netadapt_stop"]
-    if final and cfg.baselines and "scaled" not in base_info:
-        notes.append(f"no width multiplier in {WIDTHS[0]:g}-{WIDTHS[-1]:g} brings the base within the budget "
-                     f"({problem.latency.source} latency), so there is no width-scaled baseline")
-    if best is None:
-        notes.append("no trial completed")
-    elif best.user_attrs["latency_ms"] > problem.budget_ms:
-        notes.append("no trial met the budget; the best is the highest reward over it")
-    title = f"Search: {problem.space.name} within {problem.budget_ms:g} ms"
-    write_atomic(out_dir / "report.md", report_md(title=title, settings=settings, entries=list(entries.values()), metric=metric, best=best,
-                                                 study=study, budget_ms=problem.budget_ms, front=front if strategy.name == "pareto" else [],
-                                                 notes=notes))
-    def figure(key: str, attr: str) -> Any:
-        e = entries.get(key)
-        return None if e is None else (e.latency.median_ms if attr == "latency" else e.meets)
-
+    write_atomic(out_dir / "report.md", report_md(
+        title=f"Search: {problem.space.name} within {problem.budget_ms:g} ms", settings=settings,
+        entries=list(entries.values()), metric=metric, best=best, study=study, budget_ms=problem.budget_ms,
+        front=front if strategy.name == "pareto" else [], notes=report_notes(cfg, problem, study, best, base_info, final),
+    ))
     summary = {
         "space": problem.space.name, "strategy": strategy.name, "budget_ms": problem.budget_ms, "metric": metric,
         "study_name": study.study_name, "trials": len(trials), **counts,
         "best_trial": best.number if best else None,
         "score": best.user_attrs[metric] if best else None,
-        "latency_ms": figure("best", "latency"),
-        "meets_budget": figure("best", "meets"),
-        "base_latency_ms": figure("base", "latency"),
+        "latency_ms": entries["best"].latency.median_ms if "best" in entries else None,
+        "meets_budget": entries["best"].meets if "best" in entries else None,
+        "base_latency_ms": entries["base"].latency.median_ms if "base" in entries else None,
         "base_score": base_info.get("base", {}).get("score"),
         "scaled_width": base_info.get("scaled", {}).get("width_mult"),
-        "scaled_latency_ms": figure("scaled", "latency"),
+        "scaled_latency_ms": entries["scaled"].latency.median_ms if "scaled" in entries else None,
         "scaled_score": base_info.get("scaled", {}).get("score"),
         "entries": {k: e.to_dict() for k, e in entries.items()},
         "interrupted": not final,

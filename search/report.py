@@ -33,7 +33,6 @@ from archgen.cost.latency import Latency, describe  # noqa: E402
 from archgen.fileio import write_atomic  # noqa: E402
 from archgen.report import job_order, markdown_table  # noqa: E402
 
-from .strategies.sampled import pareto_front  # noqa: E402
 
 SUMMARY = "summary.json"
 
@@ -107,12 +106,12 @@ def plot_pareto(
     _save(fig, path)
 
 
-def plot_history(path: Path, study: optuna.Study, metric: str) -> None:
-    """Optuna's optimisation history: the objective per trial and the best so far."""
+def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -> None:
+    """Optuna's optimisation history: the objective (named ``objective``) per trial and the best so far."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
         if len(study.directions) == 1:
-            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=objective)
         else:
             ax = optuna.visualization.matplotlib.plot_optimization_history(
                 study, target=lambda t: t.user_attrs[metric], target_name=metric
@@ -125,7 +124,7 @@ def plot_history(path: Path, study: optuna.Study, metric: str) -> None:
 
 def _save(fig: Any, path: Path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # "tight": Optuna puts its legend outside the axes
     plt.close(fig)
     write_atomic(path, buf.getvalue())
 

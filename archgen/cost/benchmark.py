@@ -3,10 +3,10 @@
 Builds mbv3_large, mbv2 and mbv3_small, loads the matching torchvision model's weights into
 each (the same arithmetic on the same numbers), and times, interleaved in one process, the
 reference, archgen's training form and archgen's inference form (``archgen.deploy``): one
-thread, batch 1, 224x224, eval mode, ``torch.inference_mode``. Every round runs each
-candidate once, in an order that alternates between rounds, so that a slow phase of a shared
-machine hits all of them; the ratio of a round is ours / reference within that round, and the
-figure is the median ratio over the rounds.
+thread, batch 1, 224x224, eval mode, ``torch.inference_mode``, with the latency protocol's
+``time_runs`` (every round runs each candidate once, in an order that reverses every round,
+so that a slow phase of a shared machine hits all of them). The ratio of a round is ours /
+reference within that round; the figure is the median ratio over the rounds.
 
     python -m archgen.cost.benchmark                  # 300 rounds
     python -m archgen.cost.benchmark --rounds 1000 --threads 4
@@ -17,8 +17,8 @@ Goals: training form <= 1.02 x the reference, inference form <= 0.90 x.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-import time
 from typing import Callable
 
 import torch
@@ -29,7 +29,7 @@ from ..builder import build
 from ..deploy import deploy
 from ..spec import load_spec
 from ..weights import load_reference_weights
-from .latency import LatencySettings, describe, fingerprint, intra_op_threads
+from .latency import LatencySettings, describe, fingerprint, intra_op_threads, time_runs
 
 REFERENCES: dict[str, Callable[[], nn.Module]] = {
     "mbv3_large": tvm.mobilenet_v3_large,
@@ -46,17 +46,9 @@ def benchmark(name: str, rounds: int, warmup: int, size: int = 224) -> dict[str,
     load_reference_weights(ours, reference.state_dict())
     candidates = {"reference": reference, "eager": ours, "deploy": deploy(ours)}
     x = torch.randn(1, 3, size, size)
-    times: dict[str, list[float]] = {k: [] for k in candidates}
-    with torch.inference_mode():
-        for model in candidates.values():
-            for _ in range(warmup):
-                model(x)
-        order = list(candidates.items())
-        for r in range(rounds):
-            for key, model in order if r % 2 == 0 else order[::-1]:
-                t0 = time.perf_counter_ns()
-                model(x)
-                times[key].append((time.perf_counter_ns() - t0) / 1e6)
+    settings = LatencySettings(threads=torch.get_num_threads(), warmup=warmup, repeats=rounds)
+    runs = time_runs([functools.partial(m, x) for m in candidates.values()], settings)
+    times = dict(zip(candidates, runs))
     result = {f"{k}_ms": statistics.median(v) for k, v in times.items()}
     for key in GOALS:
         result[f"{key}_ratio"] = statistics.median(a / b for a, b in zip(times[key], times["reference"]))

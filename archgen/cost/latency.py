@@ -6,8 +6,9 @@ batch 1, one core; archgen measures the same way on whatever machine runs it. Th
 * the model (or block) in eval mode under ``torch.inference_mode``, on ``device``, with
   ``threads`` intra-op threads (default 1, as MnasNet's single big core);
 * ``warmup`` untimed runs first (allocator, oneDNN primitive caches, lazy CUDA init);
-* ``repeats`` timed runs, each timed alone: ``time.perf_counter_ns`` on the CPU, CUDA events
-  around the run and a synchronisation on the GPU;
+* ``repeats`` timed runs: ``time.perf_counter_ns`` on the CPU, CUDA events around the run and
+  a synchronisation on the GPU; networks to be compared are timed side by side, round-robin
+  (``time_runs``), so that a machine whose speed drifts moves them alike;
 * the figure is the median, reported with the 10th and 90th percentiles so that a noisy
   machine shows as a wide band rather than a wrong number;
 * freed memory stays in the process (``steady_allocator``): PyTorch's CPU tensors come
@@ -16,7 +17,8 @@ batch 1, one core; archgen measures the same way on whatever machine runs it. Th
   most of its run-to-run noise; a long-running inference server does not pay it.
 
 Every figure carries the environment it was measured in (``fingerprint``): CPU model,
-threads, torch version, device. Figures from different fingerprints are not comparable.
+threads, torch version, device, allocator. Figures from different fingerprints are not
+comparable.
 """
 
 from __future__ import annotations
@@ -149,9 +151,11 @@ def intra_op_threads(n: int) -> Iterator[None]:
 def time_runs(fns: Sequence[Callable[[], Any]], settings: LatencySettings) -> list[list[float]]:
     """Each of ``fns`` ``warmup`` times untimed, then ``repeats`` rounds that time each once; ms per run.
 
-    Several functions are timed side by side, round-robin, in an order that reverses every
-    round, so that a machine that speeds up or slows down during the measurement (other tenants,
-    clocks) moves all of them alike and their comparison stays fair.
+    Several functions are timed side by side, round-robin, so that a machine that speeds up or
+    slows down during the measurement (other tenants, clocks) moves all of them alike and their
+    comparison stays fair. The order rotates by one every round: each function follows every
+    other one equally often (and, from three on, never itself, whose data would still be warm
+    in the caches).
     """
     settings.check_device()
     steady_allocator()
@@ -165,7 +169,8 @@ def time_runs(fns: Sequence[Callable[[], Any]], settings: LatencySettings) -> li
         if cuda:
             torch.cuda.synchronize()
         for r in range(settings.repeats):
-            for i, fn in order if r % 2 == 0 else order[::-1]:
+            shift = r % len(order)
+            for i, fn in order[shift:] + order[:shift]:
                 if cuda:
                     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                     start.record()

@@ -96,6 +96,8 @@ def test_side_by_side_timing_runs_the_models_round_robin():
             order.append(self.tag)
             return x
 
-    results = measure_side_by_side([(Probe("a"), 3, (4, 4)), (Probe("b"), 3, (4, 4))], LatencySettings(warmup=1, repeats=3))
-    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then rounds whose order alternates
-    assert [r.repeats for r in results] == [3, 3]
+    probes = [(Probe(tag), 3, (4, 4)) for tag in "abc"]
+    results = measure_side_by_side(probes, LatencySettings(warmup=1, repeats=4))
+    # warm-up, then rounds whose order rotates: nobody runs twice in a row, everybody follows everybody
+    assert "".join(order) == "abc" + "abc" + "bca" + "cab" + "abc"
+    assert [r.repeats for r in results] == [4, 4, 4]
