@@ -21,6 +21,7 @@ from archgen.cost.latency import LatencySettings
 from archgen.space import Space
 from search.data import DataSettings
 from search.evaluate import NaswotSettings, TrialFailed
+from search.__main__ import open_storage
 from search.problem import Problem
 
 from .conftest import fast_overrides, run_search
@@ -35,7 +36,8 @@ def _cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.Compl
 
 
 def _study(tmp_path: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    # through the search's own opener: it takes the lock a worker holds while it creates the tables
+    return optuna.load_study(study_name=name, storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}"))
 
 
 def _halfway_budget(space_file: Path) -> float:
