@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -26,3 +30,17 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A CSV file with a header, atomically; keys of a row outside ``columns`` are left out."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buf.getvalue())
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Indented JSON, atomically (values JSON does not know are written as their ``str``)."""
+    write_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from hydra.experimental.callback import Callback
 
 from .cost import ModelCost
 from .cost.latency import Latency, describe
 from .cost.lut import Prediction
-from .fileio import write_atomic
+from .fileio import write_atomic, write_csv, write_json
 from .ir import fmt_shape
 from .spec import ModelSpec
 
@@ -110,7 +110,7 @@ def write_run(out_dir: Path, spec: ModelSpec, cost: ModelCost, extra: Mapping[st
     """Write the expanded spec and the summary into a run directory; returns the summary."""
     s = summary(spec, cost, extra)
     write_atomic(out_dir / EXPANDED_SPEC, spec.to_yaml())
-    write_atomic(out_dir / SUMMARY, json.dumps(s, indent=2) + "\n")
+    write_json(out_dir / SUMMARY, s)
     return s
 
 
@@ -128,11 +128,7 @@ def aggregate(sweep_dir: Path) -> list[dict[str, Any]]:
              "latency_p90_ms": lat.get("p90_ms", ""), "deploy_latency_ms": dep.get("median_ms", ""),
              "env": describe(lat["fingerprint"]) if lat else ""}
         )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=AGG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(sweep_dir / "summary.csv", buf.getvalue())
+    write_csv(sweep_dir / "summary.csv", AGG_COLUMNS, rows)
     md_rows = [
         (r["job"], r["model"], r["width_mult"], r["depth_mult"], r["input_size"], r["num_classes"],
          f"{r['params'] / 1e6:.3f}", f"{r['macs'] / 1e6:.1f}", _ms(r["latency_ms"]),
@@ -155,17 +151,22 @@ def job_order(dirname: str) -> tuple[int, str]:
     return (int(head), dirname) if head.isdigit() else (1 << 30, dirname)
 
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency; this keeps report importable without it
-    Callback = object  # type: ignore[assignment,misc]
+class SweepTable(Callback):
+    """Hydra callback: at the end of a multirun, ``aggregate`` the jobs' summaries into the
+    sweep directory's ``files`` (a subclass names both)."""
 
-
-class AggregateSummaries(Callback):  # type: ignore[misc]
-    """Hydra callback: at the end of a multirun, write the sweep's summary table (CSV and Markdown)."""
+    files: tuple[str, ...]  # what aggregate writes, for the closing message
+    aggregate: Callable[[Path], list[dict[str, Any]]]  # a staticmethod: sweep dir -> the table's rows
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = aggregate(sweep_dir)
+        rows = self.aggregate(sweep_dir)
         if rows:
-            print(f"\n{len(rows)} runs -> {sweep_dir / 'summary.csv'}, {sweep_dir / 'summary.md'}")
+            print(f"\n{len(rows)} jobs -> {', '.join(str(sweep_dir / f) for f in self.files)}")
+
+
+class AggregateSummaries(SweepTable):
+    """Every ``python -m archgen`` job of a multirun in one table (``summary.csv``, ``summary.md``)."""
+
+    files = ("summary.csv", "summary.md")
+    aggregate = staticmethod(aggregate)

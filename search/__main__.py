@@ -33,13 +33,13 @@ from tqdm import tqdm
 from archgen import SpecError, build, count
 from archgen.cli import check_choices, fail, load_settings
 from archgen.cost.latency import LatencySettings, describe, fingerprint, measure_side_by_side
-from archgen.fileio import write_atomic
+from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
 
 from .data import DataSettings
 from .evaluate import EVALUATORS
 from .problem import Problem
-from .report import SUMMARY, Entry, plot_history, plot_pareto, report_md, trials_csv, write_json
+from .report import SUMMARY, Entry, plot_history, plot_pareto, report_md, write_trials
 from .strategies import STRATEGIES, make_strategy
 from .strategies.common import completed, finished
 from .strategies.sampled import pareto_front
@@ -257,7 +257,7 @@ def write_outputs(
         best_spec = dataclasses.replace(problem.space.apply(best.params), name=f"{problem.space.base.name}_search")
         write_atomic(out_dir / "best.yaml", best_spec.to_yaml())
     entries = remeasure(problem, report_networks(problem, best, best_spec, base_info)) if final else {}
-    write_atomic(out_dir / "trials.csv", trials_csv(study, metric))
+    write_trials(out_dir / "trials.csv", study, metric)
     front = pareto_front(completed(study), problem)
     marks = {f"best (trial {best.number})": (best.user_attrs["latency_ms"], best.user_attrs[metric])} if best else {}
     for label, info in base_info.items():

@@ -14,9 +14,7 @@ this trains each proxy network twice (two seeds) and scores it with NASWOT, then
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import random
 import statistics
 from dataclasses import dataclass
@@ -29,13 +27,12 @@ from scipy.stats import kendalltau
 
 from archgen import SpecError
 from archgen.cli import fail, load_settings
-from archgen.fileio import write_atomic
+from archgen.fileio import write_csv, write_json
 from archgen.space import Space
 from archgen.zoo import CONF_DIR
 
 from .data import DataSettings, Dataset, load_data
 from .evaluate import NaswotSettings, TrainSettings, naswot, train
-from .report import write_json
 
 PROG = "search.proxy"
 
@@ -113,11 +110,7 @@ def main(cfg: DictConfig) -> None:
     except SpecError as e:
         fail(PROG, str(e))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["index", "accuracy", "accuracy_reseeded", "naswot"])
-    writer.writerows([r.index, r.accuracy, r.accuracy_reseeded, r.naswot] for r in report.rows)
-    write_atomic(out_dir / "proxy.csv", buf.getvalue())
+    write_csv(out_dir / "proxy.csv", [f.name for f in dataclasses.fields(Row)], [dataclasses.asdict(r) for r in report.rows])
     write_json(out_dir / "proxy.json", {"samples": len(report.rows), "spread": report.spread,
                                         "tau_seeds": report.tau_seeds, "tau_naswot": report.tau_naswot})
     print(f"{report}; wrote {out_dir}")

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import warnings
@@ -30,8 +29,8 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from archgen.cost.latency import Latency, describe  # noqa: E402
-from archgen.fileio import write_atomic  # noqa: E402
-from archgen.report import job_order, markdown_table  # noqa: E402
+from archgen.fileio import write_atomic, write_csv  # noqa: E402
+from archgen.report import SweepTable, job_order, markdown_table  # noqa: E402
 
 
 SUMMARY = "summary.json"
@@ -59,21 +58,19 @@ class Entry:
         return d
 
 
-def trials_csv(study: optuna.Study, metric: str) -> str:
-    """Every trial: number, state, parameters, score, latency, costs, failure reason."""
+def write_trials(path: Path, study: optuna.Study, metric: str) -> None:
+    """``trials.csv``: every trial's number, state, score, latency, costs, failure reason and parameters."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params}, key=_param_order)
     columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "fail_reason",
                "iteration", "change", *names]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
+    rows = []
     for t in trials:
-        row = {"number": t.number, "state": t.state.name, **{k: v for k, v in t.user_attrs.items() if k in columns}, **t.params}
+        row = {"number": t.number, "state": t.state.name, **t.user_attrs, **t.params}
         if t.values is not None:
             row["value"] = t.values[0] if len(t.values) == 1 else t.values
-        writer.writerow(row)
-    return buf.getvalue()
+        rows.append(row)
+    write_csv(path, columns, rows)
 
 
 def _param_order(name: str) -> tuple[int, int, str]:
@@ -165,10 +162,6 @@ def report_md(
     return "\n".join(lines)
 
 
-def write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    write_atomic(path, json.dumps(doc, indent=2, default=str) + "\n")
-
-
 # -- python -m search -m ... : one table of the best per job --------------------------------------
 
 SWEEP_COLUMNS = ("job", "space", "strategy", "budget_ms", "best_trial", "latency_ms", "meets_budget", "metric", "score",
@@ -183,11 +176,7 @@ def aggregate(sweep_dir: Path) -> list[dict[str, Any]]:
         s = json.loads(path.read_text())
         rows.append({"job": str(path.parent.relative_to(sweep_dir)), **{k: s.get(k, "") for k in SWEEP_COLUMNS if k != "job"}})
     rows.sort(key=lambda r: (r["space"], r["strategy"], r["budget_ms"]))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SWEEP_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(sweep_dir / "best_per_budget.csv", buf.getvalue())
+    write_csv(sweep_dir / "best_per_budget.csv", SWEEP_COLUMNS, rows)
     write_atomic(sweep_dir / "best_per_budget.md", markdown_table(SWEEP_COLUMNS, [[_fmt(r[c]) for c in SWEEP_COLUMNS] for r in rows]))
     return rows
 
@@ -196,17 +185,8 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    Callback = object  # type: ignore[assignment,misc]
+class AggregateBest(SweepTable):
+    """Every ``python -m search`` job of a sweep in one table of the best per job."""
 
-
-class AggregateBest(Callback):  # type: ignore[misc]
-    """Hydra callback: at the end of a sweep, one table of the best architecture per job."""
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        rows = aggregate(sweep_dir)
-        if rows:
-            print(f"\n{len(rows)} searches -> {sweep_dir / 'best_per_budget.csv'}, {sweep_dir / 'best_per_budget.md'}")
+    files = ("best_per_budget.csv", "best_per_budget.md")
+    aggregate = staticmethod(aggregate)

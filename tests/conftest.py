@@ -6,9 +6,12 @@ import os
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
+import archgen
 from archgen.cost.lut import CACHE_ENV
+from archgen.zoo import model_path
 
 
 def num_params(model: nn.Module) -> int:
@@ -46,6 +49,36 @@ def _latency_cache(tmp_path_factory: pytest.TempPathFactory):
         del os.environ[CACHE_ENV]
     else:
         os.environ[CACHE_ENV] = before
+
+
+def zoo_table(name: str) -> dict:
+    """A zoo spec file as plain data, to edit in a test."""
+    return yaml.safe_load(model_path(name).read_text())
+
+
+def block_outputs(model: archgen.ArchNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape (without the batch) of every block of the flat list, from one forward."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for b in model.spec.blocks:
+        model.get_submodule(b.name).register_forward_hook(
+            lambda m, i, o, name=b.name: shapes.__setitem__(name, tuple(o.shape[1:]))
+        )
+    with torch.no_grad():
+        model.eval()(x)
+    return shapes
+
+
+def reference_logit_diff(name: str, reference: nn.Module, size: int, batch: int = 2) -> float:
+    """Largest |logit difference| between a zoo model carrying ``reference``'s weights and the
+    reference itself (random BN statistics, so that every BN counts), at ``size`` x ``size``."""
+    reference = randomize_bn(reference).eval()
+    model = archgen.create_model(name, input_size=size)
+    archgen.load_reference_weights(model, reference.state_dict())
+    x = torch.randn(batch, model.spec.in_chans, size, size)
+    with torch.no_grad():
+        diff = (model.eval()(x) - reference(x)).abs().max().item()
+    print(f"{name} at {size}x{size}: max |logit diff| = {diff:.3g}")
+    return diff
 
 
 def calibrate_bn(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:

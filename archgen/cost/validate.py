@@ -14,9 +14,6 @@ and Kendall's tau (does the table rank networks as the clock does?).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import random
 import statistics
 from dataclasses import asdict, dataclass
@@ -30,7 +27,7 @@ from scipy.stats import kendalltau
 from ..builder import build
 from ..cli import fail, load_settings
 from ..errors import SpecError
-from ..fileio import write_atomic
+from ..fileio import write_csv, write_json
 from ..space import Space
 from ..zoo import CONF_DIR
 from .latency import LatencySettings, describe, measure_side_by_side
@@ -106,12 +103,9 @@ PROG = "archgen.cost.validate"
 
 def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None:
     """``validation.csv`` (one row per architecture) and ``validation.json`` (the figures)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["index", "predicted_ms", "measured_ms", "error_pct"])
-    for c in result.checks:
-        writer.writerow([c.index, f"{c.predicted_ms:.4f}", f"{c.measured_ms:.4f}", f"{100 * c.error:.2f}"])
-    write_atomic(out_dir / "validation.csv", buf.getvalue())
+    rows = [{"index": c.index, "predicted_ms": f"{c.predicted_ms:.4f}", "measured_ms": f"{c.measured_ms:.4f}",
+             "error_pct": f"{100 * c.error:.2f}"} for c in result.checks]
+    write_csv(out_dir / "validation.csv", ("index", "predicted_ms", "measured_ms", "error_pct"), rows)
     doc = {
         "mape": result.mape,
         "kendall_tau": result.kendall_tau,
@@ -121,7 +115,7 @@ def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None
         "protocol": {"warmup": table.settings.warmup, "repeats": table.settings.repeats, "statistic": "median"},
         "table": table.describe(),
     }
-    write_atomic(out_dir / "validation.json", json.dumps(doc, indent=2) + "\n")
+    write_json(out_dir / "validation.json", doc)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="validate", version_base="1.3")

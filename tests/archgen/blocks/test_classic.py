@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.models.vgg as tv_vgg
-import yaml
 
 import archgen
-from archgen.zoo import model_path
+from tests.conftest import zoo_table
 
 from ..references import REFERENCES
-
-
-def _table(name: str) -> dict:
-    return yaml.safe_load(model_path(name).read_text())
 
 
 @pytest.mark.parametrize(("name", "size"), [("lenet5", 28), ("nin", 96), ("alexnet", 64), ("vgg11", 64)])
@@ -49,7 +44,7 @@ def test_vgg_rows_expand_to_torchvision_layer_config(name, cfg):
 
 
 def test_vgg_row_without_pool_stays_in_the_stage():
-    data = _table("vgg11")
+    data = zoo_table("vgg11")
     data["body"]["rows"][1] = {"c": 128, "n": 1, "s": 1}
     spec = archgen.load_spec(data, depth_mult=2.0)
     assert spec.num_stages == 4
@@ -74,7 +69,7 @@ def test_nin_stages_begin_with_their_pool_and_end_in_class_maps():
 
 @pytest.mark.parametrize(("row", "field"), [([256, 4, 1, 2], "k"), ([256, 5, 3, 2], "s")])
 def test_bad_nin_row_names_the_row_and_field(row, field):
-    data = _table("nin")
+    data = zoo_table("nin")
     data["body"]["rows"][2] = row
     with pytest.raises(archgen.SpecError, match=rf"nin\.yaml: body row 3 \(nin\): field '{field}'"):
         archgen.load_spec(data, source="nin.yaml")

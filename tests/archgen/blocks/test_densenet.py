@@ -8,24 +8,7 @@ import torchvision.models as tvm
 import yaml
 
 import archgen
-from archgen.zoo import model_path
-from tests.conftest import randomize_bn
-
-
-def _table() -> dict:
-    return yaml.safe_load(model_path("densenet121").read_text())
-
-
-def _block_outputs(model: archgen.ArchNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (without the batch) of every block of the flat list, from one forward."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for b in model.spec.blocks:
-        model.get_submodule(b.name).register_forward_hook(
-            lambda m, i, o, name=b.name: shapes.__setitem__(name, tuple(o.shape[1:]))
-        )
-    with torch.no_grad():
-        model.eval()(x)
-    return shapes
+from tests.conftest import block_outputs, reference_logit_diff, zoo_table
 
 
 def test_dense_layers_concatenate_and_transitions_open_the_stages():
@@ -69,20 +52,13 @@ def test_width_and_depth_multipliers_give_the_predicted_shapes():
     # 72 -> 36 (conv) -> 18 (max pool) -> 9, 4, 2 at the transitions
     assert [spec.stage_blocks(s)[-1].out_size for s in range(4)] == [(18, 18), (9, 9), (4, 4), (2, 2)]
     model = archgen.build(spec)
-    shapes = _block_outputs(model, torch.randn(1, 3, 72, 72))
+    shapes = block_outputs(model, torch.randn(1, 3, 72, 72))
     for b in spec.blocks:
         assert shapes[b.name] == ((b.out_chs, *b.out_size) if b.out_size else (b.out_chs,))
 
 
 def test_densenet121_reference_weights_give_the_same_logits():
-    reference = randomize_bn(tvm.densenet121()).eval()
-    model = archgen.create_model("densenet121", input_size=64)
-    archgen.load_reference_weights(model, reference.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        diff = (model.eval()(x) - reference(x)).abs().max().item()
-    print(f"densenet121: max |logit diff| = {diff:.3g}")
-    assert diff <= 1e-4
+    assert reference_logit_diff("densenet121", tvm.densenet121(), 64) <= 1e-4
 
 
 def test_expanded_spec_rebuilds_the_same_layers_and_refuses_a_layer_that_adds_nothing():
@@ -106,7 +82,7 @@ def test_expanded_spec_rebuilds_the_same_layers_and_refuses_a_layer_that_adds_no
     ],
 )
 def test_bad_row_values_name_the_field(row, match):
-    data = _table()
+    data = zoo_table("densenet121")
     data["body"]["rows"][1] = row
     with pytest.raises(archgen.SpecError, match=match):
         archgen.load_spec(data, source="densenet121")

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
 import archgen
-from archgen.zoo import model_path
-from tests.conftest import randomize_bn
+from tests.conftest import block_outputs, reference_logit_diff, zoo_table
 
 from ..references import REFERENCES
 
 
-def _table() -> dict:
-    return yaml.safe_load(model_path("googlenet").read_text())
-
-
-def _block_outputs(model: archgen.ArchNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (without the batch) of every block of the flat list, from one forward."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for b in model.spec.blocks:
-        model.get_submodule(b.name).register_forward_hook(
-            lambda m, i, o, name=b.name: shapes.__setitem__(name, tuple(o.shape[1:]))
-        )
-    with torch.no_grad():
-        model.eval()(x)
-    return shapes
-
-
 def test_googlenet_reference_weights_give_the_same_logits():
     # 100x100: odd sizes on the way down (50 -> 25 ...), so the ceil_mode pools matter
-    reference = randomize_bn(REFERENCES["googlenet"]()).eval()
-    model = archgen.create_model("googlenet", input_size=100)
-    archgen.load_reference_weights(model, reference.state_dict())
-    x = torch.randn(2, 3, 100, 100)
-    with torch.no_grad():
-        diff = (model.eval()(x) - reference(x)).abs().max().item()
-    print(f"googlenet at 100x100: max |logit diff| = {diff:.3g}")
-    assert diff <= 1e-4
+    assert reference_logit_diff("googlenet", REFERENCES["googlenet"](), 100) <= 1e-4
 
 
 def test_inception_branches_follow_the_table_row():
@@ -57,7 +32,7 @@ def test_inception_branches_follow_the_table_row():
 
 
 def test_paper_5x5_kernel_and_width_mult_give_the_predicted_shapes():
-    data = _table()
+    data = zoo_table("googlenet")
     data["body"]["defaults"]["k5x5"] = 5
     spec = archgen.load_spec(data, width_mult=0.5, input_size=100)
     first = next(b for b in spec.blocks if b.type == "inception")
@@ -66,13 +41,13 @@ def test_paper_5x5_kernel_and_width_mult_give_the_predicted_shapes():
     assert first.out_chs == 128
     model = archgen.build(spec)
     assert model.get_submodule(first.name).branch3[1].conv.kernel_size == (5, 5)
-    shapes = _block_outputs(model, torch.randn(1, 3, 100, 100))
+    shapes = block_outputs(model, torch.randn(1, 3, 100, 100))
     for b in spec.blocks:
         assert shapes[b.name] == ((b.out_chs, *b.out_size) if b.out_size else (b.out_chs,))
 
 
 def test_inception_row_of_the_wrong_length_names_the_row_and_columns():
-    data = _table()
+    data = zoo_table("googlenet")
     data["body"]["rows"][3] = [192, 96, 208, 16, 48]
     with pytest.raises(
         archgen.SpecError,
@@ -84,7 +59,7 @@ def test_inception_row_of_the_wrong_length_names_the_row_and_columns():
 
 @pytest.mark.parametrize(("index", "value", "field"), [(3, 0, "ch5x5red"), (5, 32.5, "pool_proj")])
 def test_bad_inception_value_names_the_row_and_field(index, value, field):
-    data = _table()
+    data = zoo_table("googlenet")
     row = [192, 96, 208, 16, 48, 64]
     row[index] = value
     data["body"]["rows"][3] = row
@@ -93,7 +68,7 @@ def test_bad_inception_value_names_the_row_and_field(index, value, field):
 
 
 def test_even_5x5_kernel_is_refused():
-    data = _table()
+    data = zoo_table("googlenet")
     data["body"]["defaults"]["k5x5"] = 4
     with pytest.raises(archgen.SpecError, match=r"body row 1 \(inception\): field 'k5x5' must be an odd"):
         archgen.load_spec(data, source="g.yaml")

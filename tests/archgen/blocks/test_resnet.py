@@ -9,24 +9,7 @@ import yaml
 
 import archgen
 from archgen.layers.conv import ConvNormAct
-from archgen.zoo import model_path
-from tests.conftest import randomize_bn
-
-
-def _table(name: str) -> dict:
-    return yaml.safe_load(model_path(name).read_text())
-
-
-def _block_outputs(model: archgen.ArchNet, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape (without the batch) of every block of the flat list, from one forward."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for b in model.spec.blocks:
-        model.get_submodule(b.name).register_forward_hook(
-            lambda m, i, o, name=b.name: shapes.__setitem__(name, tuple(o.shape[1:]))
-        )
-    with torch.no_grad():
-        model.eval()(x)
-    return shapes
+from tests.conftest import block_outputs, reference_logit_diff, zoo_table
 
 
 def _projections(model: torch.nn.Module) -> dict[str, int]:
@@ -79,7 +62,7 @@ def test_width_and_depth_multipliers_give_the_predicted_shapes(name, stage_chs):
     if name == "resnet50":
         assert [b.exp for b in spec.blocks if b.name.endswith(".0") and b.stage is not None] == [32, 64, 128, 256]
     model = archgen.build(spec)
-    shapes = _block_outputs(model, torch.randn(1, 3, 63, 63))
+    shapes = block_outputs(model, torch.randn(1, 3, 63, 63))
     for b in spec.blocks:
         assert shapes[b.name] == ((b.out_chs, *b.out_size) if b.out_size else (b.out_chs,))
     # 63 -> 32 (conv1) -> 16 (max pool) -> 16, 8, 4, 2: each stride-2 3x3 conv rounds up
@@ -87,14 +70,7 @@ def test_width_and_depth_multipliers_give_the_predicted_shapes(name, stage_chs):
 
 
 def test_resnet50_reference_weights_give_the_same_logits():
-    reference = randomize_bn(tvm.resnet50()).eval()
-    model = archgen.create_model("resnet50", input_size=64)
-    archgen.load_reference_weights(model, reference.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        diff = (model.eval()(x) - reference(x)).abs().max().item()
-    print(f"resnet50: max |logit diff| = {diff:.3g}")
-    assert diff <= 1e-4
+    assert reference_logit_diff("resnet50", tvm.resnet50(), 64) <= 1e-4
 
 
 def test_expanded_spec_rebuilds_the_same_bottlenecks():
@@ -115,7 +91,7 @@ def test_expanded_spec_rebuilds_the_same_bottlenecks():
     ],
 )
 def test_bad_row_values_name_the_field(name, row, field):
-    data = _table(name)
+    data = zoo_table(name)
     data["body"]["rows"][0] = row
     with pytest.raises(archgen.SpecError, match=rf"body row 1 \(\w+\): field '{field}'"):
         archgen.load_spec(data, source=name)

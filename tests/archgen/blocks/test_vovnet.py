@@ -6,22 +6,20 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-import yaml
 
 import archgen
 from archgen.layers.se import EffectiveSE
-from archgen.zoo import model_path
-from tests.conftest import num_params, randomize_bn
+from tests.conftest import (
+    num_params,
+    randomize_bn,
+    zoo_table,
+)
 
 from ..ref_impl import vovnet_authors
 
 
-def _table(name: str) -> dict:
-    return yaml.safe_load(model_path(name).read_text())
-
-
 def _with_defaults(name: str, **switches: bool) -> dict:
-    data = _table(name)
+    data = zoo_table(name)
     data["body"]["defaults"] = {**data["body"]["defaults"], **switches}
     return data
 
@@ -47,7 +45,7 @@ def test_vovnet27_slim_is_the_authors_network():
 
 
 def test_depthwise_matches_timm_ese_vovnet19b_dw():
-    data = _table("ese_vovnet39b")
+    data = zoo_table("ese_vovnet39b")
     data["name"] = "ese_vovnet19b_dw"
     data["stem"] = [  # timm: the second and third stem convs are separable when depthwise
         {"type": "conv", "c": 64, "k": 3, "s": 2, "nl": "RE"},
@@ -121,7 +119,7 @@ def test_features_only_gives_the_stage_maps_of_feature_info():
     ],
 )
 def test_bad_row_values_name_the_field(row, field):
-    data = _table("vovnet27_slim")
+    data = zoo_table("vovnet27_slim")
     data["body"]["rows"][0] = row
     with pytest.raises(archgen.SpecError, match=rf"body row 1 \(osa\): field '{field}'"):
         archgen.load_spec(data, source="vovnet27_slim")

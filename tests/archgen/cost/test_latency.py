@@ -7,7 +7,13 @@ import torch
 
 import archgen
 from archgen.cli import load_settings
-from archgen.cost.latency import LatencySettings, fingerprint, measure, measure_side_by_side, summarize
+from archgen.cost.latency import (
+    LatencySettings,
+    fingerprint,
+    measure,
+    measure_side_by_side,
+    summarize,
+)
 
 FAST = LatencySettings(warmup=1, repeats=5)
 
