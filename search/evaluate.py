@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -70,6 +71,10 @@ class TrainSettings:
     weight_decay: float = 4e-5  # MobileNetV2's
     label_smoothing: float = 0.0
     seed: int = 0  # of the initial weights, the batch order and dropout
+    # trainings from seeds seed, seed + 1, ..., seed + repeats - 1; the result is their mean. The
+    # seed moves a short training's accuracy by about as much as the architecture does, and the
+    # mean of n seeds has 1/sqrt(n) of that noise
+    repeats: int = 1
     # torch CPU threads while training. 1: results do not depend on the machine's core count, and
     # nets this small gain little from more (~1.4x from 2); None: leave torch's setting
     threads: int | None = 1
@@ -83,6 +88,7 @@ class TrainSettings:
         check_setting("train.weight_decay", self.weight_decay, is_real(self.weight_decay) and self.weight_decay >= 0, "a number >= 0")
         check_setting("train.label_smoothing", self.label_smoothing, is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1, "a number in [0, 1)")
         check_setting("train.seed", self.seed, is_int(self.seed), "an integer")
+        check_setting("train.repeats", self.repeats, is_int(self.repeats) and self.repeats >= 1, "a positive integer")
         _check_threads("train.threads", self.threads)
 
 
@@ -102,11 +108,12 @@ class NaswotSettings:
 
 @dataclass(frozen=True)
 class TrainResult:
-    accuracy: float  # top-1 on the validation split, in [0, 1]
-    loss: float  # mean cross-entropy on the validation split (without label smoothing)
+    accuracy: float  # top-1 on the validation split, in [0, 1]; the mean over the repeats
+    loss: float  # mean cross-entropy on the validation split (without label smoothing); the mean over the repeats
     epochs: int
-    seconds: float  # wall time of the whole evaluation: build, training, BN statistics, validation
+    seconds: float  # wall time of the whole evaluation: build, training, BN statistics, validation, every repeat
     params: int
+    accuracies: tuple[float, ...] = ()  # each repeat's, in seed order
 
     @property
     def score(self) -> float:
@@ -212,22 +219,38 @@ def _validate(model: nn.Module, data: Dataset, batch_size: int) -> tuple[float, 
 
 
 def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSettings()) -> TrainResult:
-    """Train ``spec`` from scratch on ``data.train_*`` and measure top-1 on ``data.val_*``.
+    """Train ``spec`` from scratch on ``data.train_*`` and measure top-1 on ``data.val_*``,
+    ``settings.repeats`` times from consecutive seeds, and average.
 
     The same spec, data and settings give bit-for-bit the same result on the same machine.
     """
     check_fits(spec, data)
     n, batch_size = len(data.train_y), settings.batch_size
-    steps_per_epoch = n // batch_size
-    check_setting("train.batch_size", batch_size, steps_per_epoch > 0, f"at most the {n} training samples of data {data.name}")
-    total_steps = settings.epochs * steps_per_epoch
+    check_setting("train.batch_size", batch_size, n // batch_size > 0, f"at most the {n} training samples of data {data.name}")
     start = time.perf_counter()
-    with _reproducible(settings.seed, settings.threads):
+    runs = [_train_once(spec, data, settings, settings.seed + r) for r in range(settings.repeats)]
+    losses, accuracies, params = zip(*runs)
+    return TrainResult(
+        accuracy=statistics.fmean(accuracies),
+        loss=statistics.fmean(losses),
+        epochs=settings.epochs,
+        seconds=time.perf_counter() - start,
+        params=params[0],
+        accuracies=tuple(accuracies),
+    )
+
+
+def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, seed: int) -> tuple[float, float, int]:
+    """One training from ``seed``: (validation loss, top-1, parameters)."""
+    n, batch_size = len(data.train_y), settings.batch_size
+    steps_per_epoch = n // batch_size
+    total_steps = settings.epochs * steps_per_epoch
+    with _reproducible(seed, settings.threads):
         model = build(spec)
         optimizer = _optimizer(model, settings)
         warmup_steps = round(settings.warmup_epochs * steps_per_epoch)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup_steps, total_steps))
-        order = torch.Generator().manual_seed(settings.seed)
+        order = torch.Generator().manual_seed(seed)
         model.train()
         for epoch in range(settings.epochs):
             batches = torch.randperm(n, generator=order)[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
@@ -235,7 +258,7 @@ def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSetting
                 logits = model(data.train_x[idx])
                 loss = F.cross_entropy(logits, data.train_y[idx], label_smoothing=settings.label_smoothing)
                 if not torch.isfinite(loss):
-                    raise TrialFailed(f"{spec.name}: training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
+                    raise TrialFailed(f"{spec.name}: training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (seed {seed})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -243,9 +266,8 @@ def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSetting
         _recalibrate_bn(model, data.train_x, batch_size)
         val_loss, accuracy = _validate(model, data, batch_size)
     if not math.isfinite(val_loss):
-        raise TrialFailed(f"{spec.name}: validation loss is {val_loss} after training")
-    seconds = time.perf_counter() - start
-    return TrainResult(accuracy=accuracy, loss=val_loss, epochs=settings.epochs, seconds=seconds, params=_num_params(model))
+        raise TrialFailed(f"{spec.name}: validation loss is {val_loss} after training (seed {seed})")
+    return val_loss, accuracy, _num_params(model)
 
 
 @torch.no_grad()

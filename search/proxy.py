@@ -1,12 +1,17 @@
 """Does the accuracy proxy discriminate? Spread and rank stability over random architectures.
 
 A search is only as good as the figure it ranks by. For ``samples`` random points of a space
-this trains each proxy network twice (two seeds) and scores it with NASWOT, then reports:
+this evaluates each proxy network twice with the ``train`` evaluator, from disjoint seeds
+(``train.seed`` onwards, then ``train.seed + train.repeats`` onwards), and scores it with
+NASWOT, then reports:
 
-* the spread of the accuracies (min, median, max, standard deviation): a proxy whose
-  accuracies all sit within the seed noise cannot guide a search;
-* Kendall's tau between the two seeds' accuracies: how stable the ranking is;
-* Kendall's tau between NASWOT and the (first seed's) trained accuracy: whether the
+* the spread of the accuracies (min, median, max, standard deviation) against the seed noise
+  (the standard deviation of one evaluation's accuracy about the architecture's own, from the
+  two evaluations' differences): a proxy whose accuracies all sit within the seed noise
+  cannot guide a search;
+* Kendall's tau between the two evaluations' accuracies, and between their validation losses
+  (a finer figure than top-1 on a few hundred images): how stable the ranking is;
+* Kendall's tau between NASWOT and the first evaluation's accuracy: whether the
   training-free score ranks as training does (Mellor et al. 2021 report tau for NAS-Bench).
 
     python -m search.proxy samples=20
@@ -39,31 +44,44 @@ PROG = "search.proxy"
 
 @dataclass(frozen=True)
 class Row:
-    """One architecture: its two trained accuracies and its NASWOT score."""
+    """One architecture: its two evaluations (accuracy, validation loss) and its NASWOT score."""
 
     index: int
     accuracy: float
     accuracy_reseeded: float
+    loss: float
+    loss_reseeded: float
     naswot: float
 
 
 @dataclass(frozen=True)
 class ProxyReport:
     rows: tuple[Row, ...]
-    tau_seeds: float
-    tau_naswot: float
+    tau_seeds: float  # between the two evaluations' accuracies
+    tau_seeds_loss: float  # between their validation losses
+    tau_naswot: float  # between NASWOT and the first evaluation's accuracy
 
     @property
     def spread(self) -> dict[str, float]:
         acc = [r.accuracy for r in self.rows]
         return {"min": min(acc), "median": statistics.median(acc), "max": max(acc), "std": statistics.stdev(acc)}
 
+    @property
+    def seed_noise(self) -> float:
+        """Standard deviation of one evaluation's accuracy about its architecture's: the two
+        evaluations are independent draws, so their difference has sqrt(2) times it."""
+        return statistics.fmean((r.accuracy - r.accuracy_reseeded) ** 2 for r in self.rows) ** 0.5 / 2**0.5
+
+    def summary(self) -> dict[str, object]:
+        return {"samples": len(self.rows), "spread": self.spread, "seed_noise": self.seed_noise,
+                "tau_seeds": self.tau_seeds, "tau_seeds_loss": self.tau_seeds_loss, "tau_naswot": self.tau_naswot}
+
     def __str__(self) -> str:
         s = self.spread
         return (
             f"accuracy over {len(self.rows)} architectures: min {s['min']:.4f}, median {s['median']:.4f}, "
-            f"max {s['max']:.4f}, std {s['std']:.4f}; Kendall's tau between seeds {self.tau_seeds:.3f}, "
-            f"NASWOT vs training {self.tau_naswot:.3f}"
+            f"max {s['max']:.4f}, std {s['std']:.4f} (seed noise {self.seed_noise:.4f}); Kendall's tau between "
+            f"seeds {self.tau_seeds:.3f} (validation loss {self.tau_seeds_loss:.3f}), NASWOT vs training {self.tau_naswot:.3f}"
         )
 
 
@@ -71,22 +89,29 @@ def proxy_study(
     space: Space, data: Dataset, train_settings: TrainSettings, naswot_settings: NaswotSettings, samples: int,
     seed: int = 0, progress: Callable[[Row], None] | None = None,
 ) -> ProxyReport:
-    """Train ``samples`` random proxy networks with two seeds and score them with NASWOT."""
-    if samples < 3:
+    """Evaluate ``samples`` random proxy networks twice, from disjoint seeds, and score them with NASWOT."""
+    if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 3):
         raise SpecError(f"samples must be an integer >= 3, got {samples!r}")
     rng = random.Random(seed)
-    reseeded = dataclasses.replace(train_settings, seed=train_settings.seed + 1)
+    reseeded = dataclasses.replace(train_settings, seed=train_settings.seed + train_settings.repeats)
     rows = []
     for i in range(samples):
         spec = space.random(rng).spec
-        row = Row(i, train(spec, data, train_settings).accuracy, train(spec, data, reseeded).accuracy,
-                  naswot(spec, data, naswot_settings).score)
+        first, second = train(spec, data, train_settings), train(spec, data, reseeded)
+        row = Row(i, first.accuracy, second.accuracy, first.loss, second.loss, naswot(spec, data, naswot_settings).score)
         rows.append(row)
         if progress is not None:
             progress(row)
-    tau_seeds = kendalltau([r.accuracy for r in rows], [r.accuracy_reseeded for r in rows]).statistic
-    tau_naswot = kendalltau([r.naswot for r in rows], [r.accuracy for r in rows]).statistic
-    return ProxyReport(tuple(rows), float(tau_seeds), float(tau_naswot))
+
+    def tau(x: list[float], y: list[float]) -> float:
+        return float(kendalltau(x, y).statistic)
+
+    return ProxyReport(
+        tuple(rows),
+        tau_seeds=tau([r.accuracy for r in rows], [r.accuracy_reseeded for r in rows]),
+        tau_seeds_loss=tau([r.loss for r in rows], [r.loss_reseeded for r in rows]),
+        tau_naswot=tau([r.naswot for r in rows], [r.accuracy for r in rows]),
+    )
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="proxy", version_base="1.3")
@@ -99,20 +124,22 @@ def main(cfg: DictConfig) -> None:
         space = Space(str(cfg.space), num_classes=data.num_classes, in_chans=data.in_chans, input_size=data.size)
         train_settings = load_settings(TrainSettings, "train", sections["train"])
         naswot_settings = load_settings(NaswotSettings, "naswot", sections["naswot"])
-        header = f"{'#':>3}  {'acc seed ' + str(train_settings.seed):>12}  {'acc seed ' + str(train_settings.seed + 1):>12}  {'naswot':>9}"
+        first, reps = train_settings.seed, train_settings.repeats
+        labels = [f"seed {s}" if reps == 1 else f"seeds {s}-{s + reps - 1}" for s in (first, first + reps)]
+        header = f"{'#':>3}  {'acc ' + labels[0]:>14}  {'acc ' + labels[1]:>14}  {'loss':>7}  {'loss':>7}  {'naswot':>9}"
 
         def show(r: Row) -> None:
             if r.index == 0:
                 print(header)
-            print(f"{r.index:>3}  {r.accuracy:>12.4f}  {r.accuracy_reseeded:>12.4f}  {r.naswot:>9.2f}", flush=True)
+            print(f"{r.index:>3}  {r.accuracy:>14.4f}  {r.accuracy_reseeded:>14.4f}  {r.loss:>7.4f}  "
+                  f"{r.loss_reseeded:>7.4f}  {r.naswot:>9.2f}", flush=True)
 
         report = proxy_study(space, data, train_settings, naswot_settings, cfg.samples, cfg.seed, progress=show)
     except SpecError as e:
         fail(PROG, str(e))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     write_csv(out_dir / "proxy.csv", [f.name for f in dataclasses.fields(Row)], [dataclasses.asdict(r) for r in report.rows])
-    write_json(out_dir / "proxy.json", {"samples": len(report.rows), "spread": report.spread,
-                                        "tau_seeds": report.tau_seeds, "tau_naswot": report.tau_naswot})
+    write_json(out_dir / "proxy.json", report.summary())
     print(f"{report}; wrote {out_dir}")
 
 

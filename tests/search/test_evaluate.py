@@ -84,6 +84,18 @@ def test_training_repeats_bit_for_bit_and_leaves_torch_as_it_found_it(digits):
     assert other.loss != first.loss
 
 
+def test_repeats_average_trainings_from_consecutive_seeds(digits):
+    spec = archgen.load_spec(TINY)
+    before = _torch_state()
+    both = evaluate(spec, "train", digits, dataclasses.replace(ONE_EPOCH, seed=3, repeats=2))
+    _assert_same_state(before)
+    alone = [evaluate(spec, "train", digits, dataclasses.replace(ONE_EPOCH, seed=s)) for s in (3, 4)]
+    assert both.accuracies == (alone[0].accuracy, alone[1].accuracy)
+    assert both.accuracy == pytest.approx((alone[0].accuracy + alone[1].accuracy) / 2)
+    assert both.loss == pytest.approx((alone[0].loss + alone[1].loss) / 2)
+    assert both.params == alone[0].params and both.epochs == 1
+
+
 def test_adamw_trains_too(digits):
     settings = dataclasses.replace(ONE_EPOCH, optimizer="adamw", lr=3e-3, weight_decay=0.05)
     result = evaluate(archgen.load_spec(TINY), "train", digits, settings)
@@ -128,6 +140,7 @@ def test_unknown_evaluator_and_mismatched_settings(digits):
         (lambda: TrainSettings(batch_size=1), "train.batch_size must be an integer >= 2, got 1"),
         (lambda: TrainSettings(lr=0), "train.lr must be a positive number, got 0"),
         (lambda: TrainSettings(threads=0), "train.threads must be a positive integer or null, got 0"),
+        (lambda: TrainSettings(repeats=0), "train.repeats must be a positive integer, got 0"),
         (lambda: NaswotSettings(batch_size=1.5), "naswot.batch_size must be an integer >= 2, got 1.5"),
     ],
 )

@@ -23,14 +23,29 @@ def test_the_report_is_what_its_rows_say():
     settings = TrainSettings(epochs=1, batch_size=32)
     report = proxy_study(space, data, settings, NaswotSettings(batch_size=16), samples=4, seed=2)
     acc = [r.accuracy for r in report.rows]
+    again = [r.accuracy_reseeded for r in report.rows]
     assert len(acc) == 4 and all(0 <= a <= 1 for a in acc)
     assert report.spread == {"min": min(acc), "median": statistics.median(acc), "max": max(acc), "std": statistics.stdev(acc)}
-    assert report.tau_seeds == pytest.approx(kendalltau(acc, [r.accuracy_reseeded for r in report.rows]).statistic)
+    assert report.seed_noise == pytest.approx(statistics.pstdev([a - b for a, b in zip(acc, again)], mu=0) / 2**0.5)
+    assert report.tau_seeds == pytest.approx(kendalltau(acc, again).statistic)
+    assert report.tau_seeds_loss == pytest.approx(kendalltau([r.loss for r in report.rows], [r.loss_reseeded for r in report.rows]).statistic)
     assert report.tau_naswot == pytest.approx(kendalltau([r.naswot for r in report.rows], acc).statistic)
-    # the second seed's figure is a real training with train.seed + 1: it repeats on its own
+    # the second figure is a real training with train.seed + 1: it repeats on its own
     first = space.random(random.Random(2)).spec
-    again = train(first, data, TrainSettings(epochs=1, batch_size=32, seed=1)).accuracy
-    assert again == report.rows[0].accuracy_reseeded
+    alone = train(first, data, TrainSettings(epochs=1, batch_size=32, seed=1))
+    assert (alone.accuracy, alone.loss) == (report.rows[0].accuracy_reseeded, report.rows[0].loss_reseeded)
+
+
+def test_with_repeats_the_two_evaluations_share_no_seed():
+    data = load_data(DataSettings(limit=200))
+    space = Space(SPACE, num_classes=10, in_chans=1, input_size=32)
+    settings = TrainSettings(epochs=1, batch_size=32, repeats=2)
+    report = proxy_study(space, data, settings, NaswotSettings(batch_size=16), samples=3, seed=2)
+    first = space.random(random.Random(2)).spec
+    # seeds 0-1 make the first evaluation, seeds 2-3 the second
+    alone = [train(first, data, TrainSettings(epochs=1, batch_size=32, seed=s)).accuracy for s in range(4)]
+    assert report.rows[0].accuracy == pytest.approx((alone[0] + alone[1]) / 2)
+    assert report.rows[0].accuracy_reseeded == pytest.approx((alone[2] + alone[3]) / 2)
 
 
 def test_too_few_samples_to_rank_is_an_error():
