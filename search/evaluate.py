@@ -113,7 +113,7 @@ class TrainResult:
     epochs: int
     seconds: float  # wall time of the whole evaluation: build, training, BN statistics, validation, every repeat
     params: int
-    accuracies: tuple[float, ...] = ()  # each repeat's, in seed order
+    accuracies: tuple[float, ...]  # each repeat's, in seed order
 
     @property
     def score(self) -> float:
