@@ -9,7 +9,7 @@ Order of work: every setting is checked, the data loaded and the space's cheapes
 timed before any trial (a budget the space cannot meet stops here, exit 2); then the
 strategy runs its trials into an Optuna study (failed trials are recorded with their reason);
 then the best architecture, the base network and the base width-scaled to the budget are
-re-measured and written up. Ctrl-C stops after saving the study and what it holds so far
+re-measured (and, with ``evaluator=train``, trained again from fresh seeds) and written up. Ctrl-C stops after saving the study and what it holds so far
 (exit 130).
 """
 
@@ -36,7 +36,7 @@ from archgen.cost.latency import LatencySettings, describe, fingerprint, measure
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
 
-from .data import DataSettings
+from .data import DataSettings, is_int
 from .evaluate import EVALUATORS
 from .problem import Problem
 from .report import SUMMARY, Entry, plot_history, plot_pareto, report_md, write_trials
@@ -206,14 +206,41 @@ def baselines(problem: Problem, study: optuna.Study) -> dict[str, dict[str, Any]
     return out
 
 
-def remeasure(problem: Problem, networks: dict[str, tuple[str, Any, float]]) -> dict[str, Entry]:
+def fresh_scores(problem: Problem, study: optuna.Study, best: FrozenTrial | None, base_info: dict[str, Any],
+                 seeds: int) -> dict[str, tuple[float, ...]]:
+    """The report's networks (key -> accuracies) trained again from ``seeds`` seeds no trial used,
+    kept on the study so that a resumed run does not train them again.
+
+    The best trial's accuracy is the highest of many noisy evaluations (the seed moves a short
+    training's accuracy by about as much as the architecture does), so it flatters the best
+    against the baselines; fresh seeds compare them on equal terms."""
+    if seeds == 0 or problem.evaluator != "train":
+        return {}
+    fresh = problem.fresh_seeds(seeds)
+    which = f"seeds {fresh.start}-{fresh.stop - 1}"
+    networks = {label: (f"width {info['width_mult']:g}, {which}", problem.base_at_width(info["width_mult"])[1])
+                for label, info in base_info.items()}
+    if best is not None:
+        networks = {"best": (f"trial {best.number}, {which}", problem.proxy.apply(best.params)), **networks}
+    kept = dict(study.user_attrs.get("fresh_seeds", {}))
+    todo = {key: (tag, proxy) for key, (tag, proxy) in networks.items() if tag not in kept}
+    if todo:
+        print(f"training {', '.join(todo)} again from {which} (fresh_seeds={seeds})", file=sys.stderr)
+    for tag, proxy in todo.values():
+        kept[tag] = list(problem.rescore(proxy, fresh))
+        study.set_user_attr("fresh_seeds", kept)
+    return {key: tuple(kept[tag]) for key, (tag, _) in networks.items()}
+
+
+def remeasure(problem: Problem, networks: dict[str, tuple[str, Any, float]],
+              fresh: dict[str, tuple[float, ...]]) -> dict[str, Entry]:
     """The report's networks (key -> label, spec, score), measured side by side on this machine."""
     specs = [spec for _, spec, _ in networks.values()]
     timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], problem.latency)
     entries = {}
     for (key, (label, spec, score)), latency in zip(networks.items(), timed):
         cost = count(spec)
-        entries[key] = Entry(label, latency, score, cost.macs, cost.params, problem.budget_ms)
+        entries[key] = Entry(label, latency, score, cost.macs, cost.params, problem.budget_ms, fresh.get(key, ()))
     return entries
 
 
@@ -256,7 +283,10 @@ def write_outputs(
     if best is not None:
         best_spec = dataclasses.replace(problem.space.apply(best.params), name=f"{problem.space.base.name}_search")
         write_atomic(out_dir / "best.yaml", best_spec.to_yaml())
-    entries = remeasure(problem, report_networks(problem, best, best_spec, base_info)) if final else {}
+    entries = {}
+    if final:
+        fresh = fresh_scores(problem, study, best, base_info, cfg.fresh_seeds)
+        entries = remeasure(problem, report_networks(problem, best, best_spec, base_info), fresh)
     write_trials(out_dir / "trials.csv", study, metric)
     front = pareto_front(completed(study), problem)
     marks = {f"best (trial {best.number})": (best.user_attrs["latency_ms"], best.user_attrs[metric])} if best else {}
@@ -293,6 +323,8 @@ def write_outputs(
         "scaled_width": base_info.get("scaled", {}).get("width_mult"),
         "scaled_latency_ms": entries["scaled"].latency.median_ms if "scaled" in entries else None,
         "scaled_score": base_info.get("scaled", {}).get("score"),
+        **{f"{prefix}fresh_score": entries[key].fresh_mean if key in entries else None
+           for key, prefix in (("best", ""), ("base", "base_"), ("scaled", "scaled_"))},
         "entries": {k: e.to_dict() for k, e in entries.items()},
         "interrupted": not final,
     }
@@ -304,8 +336,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """One search; raises SpecError for bad input and KeyboardInterrupt after saving what it has."""
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not isinstance(cfg.n_trials, int) or cfg.n_trials < 1:
+    if not is_int(cfg.n_trials) or cfg.n_trials < 1:
         raise SpecError(f"n_trials must be an integer >= 1, got {cfg.n_trials!r}")
+    if not is_int(cfg.fresh_seeds) or cfg.fresh_seeds < 0:
+        raise SpecError(f"fresh_seeds must be an integer >= 0, got {cfg.fresh_seeds!r}")
     strategy = make_strategy(str(cfg.strategy), _section(cfg, str(cfg.strategy)))
     problem = make_problem(cfg, strategy.name)
     floor = check_budget(problem)

@@ -15,7 +15,7 @@ proxy task):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,7 +26,7 @@ from archgen.space import Space
 from archgen.spec import ModelSpec
 
 from .data import DataSettings, load_data
-from .evaluate import EVALUATORS, NaswotSettings, TrialFailed, TrainSettings, evaluate
+from .evaluate import EVALUATORS, NaswotSettings, TrainResult, TrialFailed, TrainSettings, evaluate
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,22 @@ class Problem:
         if not math.isfinite(result.score):
             raise TrialFailed(f"{self.evaluator} score is {result.score}")
         return result.score, result.seconds
+
+    def fresh_seeds(self, n: int) -> range:
+        """``n`` training seeds no trial uses: those after ``train.seed``, ..., ``train.seed + train.repeats - 1``."""
+        if not isinstance(self.evaluator_settings, TrainSettings):
+            raise SpecError(f"fresh seeds apply to evaluator=train, not {self.evaluator}")
+        first = self.evaluator_settings.seed + self.evaluator_settings.repeats
+        return range(first, first + n)
+
+    def rescore(self, proxy: ModelSpec, seeds: range) -> tuple[float, ...]:
+        """Accuracies of a proxy network trained from each of ``seeds`` (``fresh_seeds``). The
+        best trial's accuracy is the highest of many noisy evaluations, biased upwards by the
+        choosing; these are not."""
+        settings = replace(self.evaluator_settings, seed=seeds.start, repeats=len(seeds))
+        result = evaluate(proxy, "train", self.data, settings)
+        assert isinstance(result, TrainResult)
+        return result.accuracies
 
     def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None) -> Outcome:
         """Latency of the deployment network and score of the proxy network of one point."""

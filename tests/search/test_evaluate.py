@@ -120,7 +120,7 @@ def test_a_spec_that_does_not_fit_the_data_names_every_mismatch(digits):
 
 def test_batch_larger_than_the_training_set_is_refused(digits):
     few = dataclasses.replace(digits, train_x=digits.train_x[:10], train_y=digits.train_y[:10])
-    with pytest.raises(archgen.SpecError, match=r"train.batch_size must be at most the 10 training samples of data digits, got 64"):
+    with pytest.raises(archgen.SpecError, match=r"train.batch_size must be at most the 10 training samples of data digits, got 16"):
         evaluate(archgen.load_spec(TINY), "train", few, ONE_EPOCH)
     with pytest.raises(archgen.SpecError, match=r"naswot.batch_size must be at most the 10 training samples"):
         evaluate(archgen.load_spec(TINY), "naswot", few)

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 import archgen
 from archgen.cost.latency import LatencySettings
 from archgen.space import Space
-from search.data import DataSettings
-from search.evaluate import NaswotSettings, TrialFailed
+from search.data import DataSettings, load_data
+from search.evaluate import NaswotSettings, TrainSettings, TrialFailed, train
 from search.__main__ import open_storage
 from search.problem import Problem
 
@@ -83,6 +83,34 @@ def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, 
         accepted = [study.trials[v] for k, v in sorted(study.user_attrs.items()) if k.startswith("netadapt_iter_")]
         lut = [t.user_attrs["lut_ms"] for t in accepted]
         assert accepted and lut == sorted(lut, reverse=True)  # every iteration cuts the table's latency
+
+
+def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(compose_search, space_file, tmp_path,
+                                                                             monkeypatch):
+    naswot = ("evaluator=", "naswot.")
+    common = [a for a in fast_overrides(space_file, tmp_path, "study_name=t") if not a.startswith(naswot)]
+    common += ["evaluator=train", "train.epochs=1", "train.batch_size=32", "train.seed=5", "fresh_seeds=2"]
+    summary = run_search(compose_search, tmp_path / "a", *common, "n_trials=2")
+    study = _study(tmp_path, "t")
+    best = study.trials[summary["best_trial"]]
+    # the search evaluated seed 5; the fresh trainings are the seeds after it, 6 and 7
+    proxy = Space(space_file, num_classes=10, in_chans=1, input_size=32).apply(best.params)
+    data = load_data(DataSettings(limit=200))
+    again = tuple(train(proxy, data, TrainSettings(epochs=1, batch_size=32, seed=s)).accuracy for s in (6, 7))
+    assert summary["entries"]["best"]["fresh"] == again and summary["fresh_score"] == pytest.approx(sum(again) / 2)
+    assert summary["score"] == train(proxy, data, TrainSettings(epochs=1, batch_size=32, seed=5)).accuracy
+    assert len(summary["entries"]["base"]["fresh"]) == 2 and summary["base_fresh_score"] is not None
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "| accuracy (search) | accuracy, 2 fresh seeds |" in report
+    # kept on the study: resuming with more trials trains only a new best again
+    kept = study.user_attrs["fresh_seeds"]
+    assert list(kept[f"trial {best.number}, seeds 6-7"]) == list(again)
+    calls = []
+    real = Problem.rescore
+    monkeypatch.setattr(Problem, "rescore", lambda self, *a: calls.append(a) or real(self, *a))
+    resumed = run_search(compose_search, tmp_path / "b", *common, "n_trials=3")
+    assert len(calls) == (resumed["best_trial"] != best.number)
+    assert resumed["entries"]["base"]["fresh"] == summary["entries"]["base"]["fresh"]
 
 
 def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
@@ -196,6 +224,7 @@ def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
         (["budget_ms=0"], "budget_ms must be a positive number of milliseconds, got 0"),
         (["data=imagefolder", "data.root=/no/such/dir"], "data.root /no/such/dir: no such directory"),
         (["n_trials=0"], "n_trials must be an integer >= 1, got 0"),
+        (["fresh_seeds=-1"], "fresh_seeds must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
