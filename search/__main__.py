@@ -9,8 +9,8 @@ Order of work: every setting is checked, the data loaded and the space's cheapes
 timed before any trial (a budget the space cannot meet stops here, exit 2); then the
 strategy runs its trials into an Optuna study (failed trials are recorded with their reason);
 then the best architecture, the base network and the base width-scaled to the budget are
-re-measured (and, with ``evaluator=train``, trained again from fresh seeds) and written up. Ctrl-C stops after saving the study and what it holds so far
-(exit 130).
+re-measured (and, with ``evaluator=train``, trained again from fresh seeds) and written up.
+Ctrl-C stops after saving the study and what it holds so far (exit 130).
 """
 
 from __future__ import annotations
@@ -216,8 +216,8 @@ def fresh_scores(problem: Problem, study: optuna.Study, best: FrozenTrial | None
     against the baselines; fresh seeds compare them on equal terms."""
     if seeds == 0 or problem.evaluator != "train":
         return {}
-    fresh = problem.fresh_seeds(seeds)
-    which = f"seeds {fresh.start}-{fresh.stop - 1}"
+    fresh = problem.fresh_settings(seeds)
+    which = fresh.seeds_label
     networks = {label: (f"width {info['width_mult']:g}, {which}", problem.base_at_width(info["width_mult"])[1])
                 for label, info in base_info.items()}
     if best is not None:

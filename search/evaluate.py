@@ -20,7 +20,7 @@ import contextlib
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -92,6 +92,19 @@ class TrainSettings:
         check_setting("train.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("train.repeats", self.repeats, is_int(self.repeats) and self.repeats >= 1, "a positive integer")
         _check_threads("train.threads", self.threads)
+
+    @property
+    def seeds(self) -> range:
+        """The seeds of the trainings averaged: ``seed``, ..., ``seed + repeats - 1``."""
+        return range(self.seed, self.seed + self.repeats)
+
+    @property
+    def seeds_label(self) -> str:
+        return f"seed {self.seed}" if self.repeats == 1 else f"seeds {self.seeds[0]}-{self.seeds[-1]}"
+
+    def after(self, repeats: int | None = None) -> TrainSettings:
+        """The same training from the seeds after these, none shared: ``repeats`` of them (default: as many)."""
+        return replace(self, seed=self.seed + self.repeats, repeats=self.repeats if repeats is None else repeats)
 
 
 @dataclass(frozen=True)
@@ -230,7 +243,7 @@ def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSetting
     n, batch_size = len(data.train_y), settings.batch_size
     check_setting("train.batch_size", batch_size, n // batch_size > 0, f"at most the {n} training samples of data {data.name}")
     start = time.perf_counter()
-    runs = [_train_once(spec, data, settings, settings.seed + r) for r in range(settings.repeats)]
+    runs = [_train_once(spec, data, settings, seed) for seed in settings.seeds]
     losses, accuracies, params = zip(*runs)
     return TrainResult(
         accuracy=statistics.fmean(accuracies),

@@ -15,7 +15,7 @@ proxy task):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -99,18 +99,16 @@ class Problem:
             raise TrialFailed(f"{self.evaluator} score is {result.score}")
         return result.score, result.seconds
 
-    def fresh_seeds(self, n: int) -> range:
-        """``n`` training seeds no trial uses: those after ``train.seed``, ..., ``train.seed + train.repeats - 1``."""
+    def fresh_settings(self, n: int) -> TrainSettings:
+        """The trials' training from ``n`` seeds no trial uses (those after the trials' seeds)."""
         if not isinstance(self.evaluator_settings, TrainSettings):
             raise SpecError(f"fresh seeds apply to evaluator=train, not {self.evaluator}")
-        first = self.evaluator_settings.seed + self.evaluator_settings.repeats
-        return range(first, first + n)
+        return self.evaluator_settings.after(n)
 
-    def rescore(self, proxy: ModelSpec, seeds: range) -> tuple[float, ...]:
-        """Accuracies of a proxy network trained from each of ``seeds`` (``fresh_seeds``). The
-        best trial's accuracy is the highest of many noisy evaluations, biased upwards by the
+    def rescore(self, proxy: ModelSpec, settings: TrainSettings) -> tuple[float, ...]:
+        """Accuracies of a proxy network trained from each seed of ``settings`` (``fresh_settings``).
+        The best trial's accuracy is the highest of many noisy evaluations, biased upwards by the
         choosing; these are not."""
-        settings = replace(self.evaluator_settings, seed=seeds.start, repeats=len(seeds))
         result = evaluate(proxy, "train", self.data, settings)
         assert isinstance(result, TrainResult)
         return result.accuracies

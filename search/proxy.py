@@ -36,7 +36,7 @@ from archgen.fileio import write_csv, write_json
 from archgen.space import Space
 from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, Dataset, load_data
+from .data import DataSettings, Dataset, is_int, load_data
 from .evaluate import NaswotSettings, TrainSettings, naswot, train
 
 PROG = "search.proxy"
@@ -90,10 +90,10 @@ def proxy_study(
     seed: int = 0, progress: Callable[[Row], None] | None = None,
 ) -> ProxyReport:
     """Evaluate ``samples`` random proxy networks twice, from disjoint seeds, and score them with NASWOT."""
-    if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 3):
+    if not (is_int(samples) and samples >= 3):
         raise SpecError(f"samples must be an integer >= 3, got {samples!r}")
     rng = random.Random(seed)
-    reseeded = dataclasses.replace(train_settings, seed=train_settings.seed + train_settings.repeats)
+    reseeded = train_settings.after()
     rows = []
     for i in range(samples):
         spec = space.random(rng).spec
@@ -124,8 +124,7 @@ def main(cfg: DictConfig) -> None:
         space = Space(str(cfg.space), num_classes=data.num_classes, in_chans=data.in_chans, input_size=data.size)
         train_settings = load_settings(TrainSettings, "train", sections["train"])
         naswot_settings = load_settings(NaswotSettings, "naswot", sections["naswot"])
-        first, reps = train_settings.seed, train_settings.repeats
-        labels = [f"seed {s}" if reps == 1 else f"seeds {s}-{s + reps - 1}" for s in (first, first + reps)]
+        labels = [s.seeds_label for s in (train_settings, train_settings.after())]
         header = f"{'#':>3}  {'acc ' + labels[0]:>14}  {'acc ' + labels[1]:>14}  {'loss':>7}  {'loss':>7}  {'naswot':>9}"
 
         def show(r: Row) -> None:
