@@ -129,6 +129,7 @@ class Space:
             path = _resolve(name_or_path)
             data, self.source = read_yaml(path), str(path)
         self.name = Path(self.source).stem if self.source.endswith((".yaml", ".yml")) else "space"
+        self._data, self._knobs = data, dict(knobs)
         unknown = [k for k in data if k not in _SPACE_KEYS]
         if unknown:
             raise SpecError(f"{self.source}: unknown key {unknown[0]!r}; a space has: {', '.join(_SPACE_KEYS)}")
@@ -149,6 +150,10 @@ class Space:
         if not self.per_stage and not self.per_block:
             raise SpecError(f"{self.source}: the space has no choices: give per_stage and/or per_block knobs")
         self._check_applies()
+
+    def at(self, **knobs: Any) -> Space:
+        """The same space over the base with other knobs: a proxy task's resolution, channels and classes."""
+        return Space(self._data, source=self.source, **{**self._knobs, **knobs})
 
     # -- reading the file ------------------------------------------------------------------
     def _stages(self, raw: Any) -> tuple[int, ...]:

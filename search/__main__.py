@@ -66,16 +66,29 @@ def make_problem(cfg: DictConfig, strategy_name: str) -> Problem:
     )
 
 
-def check_budget(problem: Problem) -> float:
-    """The latency of the space's cheapest point; a budget below it stops the run before any trial."""
-    floor = problem.latency_ms(problem.space.cheapest().spec)
-    if floor > problem.budget_ms:
-        how = "predicted by the lookup table" if problem.latency.source == "lut" else "measured"
+def check_budget(problem: Problem) -> dict[str, float]:
+    """Where the budget falls in the space's latency range (cheapest point, base, dearest point).
+
+    A budget below the cheapest point stops the run before any trial; one above the dearest
+    point constrains nothing, which the run says in one warning and goes on."""
+    reach = problem.latency_range()
+    how = "predicted by the lookup table" if problem.latency.source == "lut" else "measured"
+    where = f"{how}, on {describe(fingerprint(problem.latency))}"
+    budget, name = problem.budget_ms, problem.space.name
+    if reach["cheapest"] > budget:
         raise SpecError(
-            f"budget_ms={problem.budget_ms:g} cannot be met: the smallest latency space {problem.space.name} reaches is "
-            f"{floor:.2f} ms ({how}, its cheapest point, on {describe(fingerprint(problem.latency))})"
+            f"budget_ms={budget:g} cannot be met: the smallest latency space {name} reaches is "
+            f"{reach['cheapest']:.2f} ms ({where}, its cheapest point)"
         )
-    return floor
+    lo, hi = reach["cheapest"], reach["dearest"]
+    share = (budget - lo) / (hi - lo) if hi > lo else 1.0
+    print(f"space {name}: latency {lo:.2f} ms (cheapest point) to {hi:.2f} ms (dearest), base "
+          f"{problem.space.base.name} {reach['base']:.2f} ms ({where}); the budget {budget:g} ms is "
+          f"{budget / reach['base']:.2f}x the base, {min(share, 1.0):.0%} of the way up the range")
+    if budget >= hi:
+        print(f"{PROG}: warning: budget_ms={budget:g} is above the dearest point of space {name} ({hi:.2f} ms): "
+              "it constrains nothing, and the search only maximises the score", file=sys.stderr)
+    return reach
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -296,14 +309,15 @@ def write_outputs(
     if completed(study):
         objective = "reward ACC x (LAT/T)^w" if strategy.name == "mnasnet" else metric
         plot_history(out_dir / "history.png", study, metric, objective)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL)}
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
     settings = {
         "space": f"{problem.space.name} (base {problem.space.base.name})",
         "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source}",
         "strategy": f"{strategy.name} {strategy}",
         "evaluator": f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x"
                      f"{problem.data.size}, {problem.data.num_classes} classes)",
-        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed)",
+        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed, "
+                 f"{counts['pruned']} pruned over the budget)",
         "run time": f"{time.perf_counter() - started:.0f} s" + ("" if final else " (interrupted)"),
     }
     write_atomic(out_dir / "report.md", report_md(
@@ -342,10 +356,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise SpecError(f"fresh_seeds must be an integer >= 0, got {cfg.fresh_seeds!r}")
     strategy = make_strategy(str(cfg.strategy), _section(cfg, str(cfg.strategy)))
     problem = make_problem(cfg, strategy.name)
-    floor = check_budget(problem)
+    check_budget(problem)
     study = open_study(cfg, problem, strategy, out_dir)
-    print(f"study {study.study_name}: {finished(study)} of {cfg.n_trials} trials done; space {problem.space.name}'s "
-          f"cheapest point takes {floor:.2f} ms, the budget is {problem.budget_ms:g} ms")
+    print(f"study {study.study_name}: {finished(study)} of {cfg.n_trials} trials done")
     progress = Progress(study, cfg.n_trials, problem.metric, bool(cfg.progress))
     try:
         with StopOnCtrlC() as stop:

@@ -9,14 +9,19 @@ settings give the same samples.
   scikit-learn ships it (``sklearn.datasets.load_digits``: 1797 8x8 grey images, 10
   classes), so it needs no download and no ``root``;
 * ``imagefolder``: ``torchvision.datasets.ImageFolder`` at ``root`` (one folder per class), RGB;
-* ``cifar10``, ``fashion_mnist``: torchvision's ``CIFAR10`` and ``FashionMNIST`` at ``root``,
-  downloaded there only with ``download=True``; a part of the official test split is the
-  validation set.
+* ``cifar10``: torchvision's ``CIFAR10`` at ``root``, downloaded there only with ``download=True``;
+* ``fashion_mnist``: Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) read from its four IDX files
+  at ``root`` (Debian's ``dataset-fashion-mnist`` and Zalando's layout) or at
+  ``root/FashionMNIST/raw`` (torchvision's, where ``download=True`` puts them);
+* for both, a part of the official test split is the validation set.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
@@ -153,11 +158,90 @@ def _cifar10(s: DataSettings) -> _Source:
     return _Source(split(_open(CIFAR10, s, train=True)), split(_open(CIFAR10, s, train=False)), 10)
 
 
-def _fashion_mnist(s: DataSettings) -> _Source:
-    def split(ds: FashionMNIST) -> _Split:  # data: (N, 28, 28) uint8 tensor
-        return _Split(ds.targets.numpy(), lambda i: _resize(ds.data[torch.from_numpy(i)].unsqueeze(1) / 255, s.size))
+# the names Zalando, Debian and torchvision all give Fashion-MNIST's files, each stored .gz or not
+_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FASHION_LAYOUT = (
+    f"data.root must hold {', '.join(_FASHION_FILES)} (each .gz or not), "
+    "directly (Debian's dataset-fashion-mnist) or under FashionMNIST/raw (torchvision's)"
+)
+# an IDX magic number is 0x0000TTDD: TT the element type (0x08: uint8), DD the number of dimensions
+_IDX_LABELS = 0x00000801
+_IDX_IMAGES = 0x00000803
 
-    return _Source(split(_open(FashionMNIST, s, train=True)), split(_open(FashionMNIST, s, train=False)), 10)
+
+def _fashion_error(where: Path, problem: str) -> SpecError:
+    return SpecError(f"data fashion_mnist: {where}: {problem}; {_FASHION_LAYOUT}")
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Decode an IDX file, the format of LeCun's MNIST page that Fashion-MNIST kept, as a read-only uint8 array.
+
+    Big-endian: the magic number, one uint32 size per dimension, then the elements in C order.
+    """
+    ndim = magic & 0xFF
+    what = "IDX labels" if ndim == 1 else "IDX images"
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError; EOFError: a cut-off stream
+        raise _fashion_error(path, f"cannot read it: {err}") from err
+    header = 4 * (1 + ndim)
+    if len(raw) < header:
+        raise _fashion_error(path, f"truncated: {len(raw)} bytes, shorter than the {header}-byte header of {what}")
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:  # also catches a wrong element type or dimension count, both part of the magic
+        raise _fashion_error(path, f"wrong magic number {found:#010x}, expected {magic:#010x} ({what})")
+    shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    payload, promised = len(raw) - header, math.prod(shape)
+    if payload != promised:
+        state = "truncated" if payload < promised else "overlong"
+        raise _fashion_error(path, f"{state}: {payload} bytes after the header, which promises {promised} ({'x'.join(map(str, shape))})")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _fashion_mnist_files(root: Path) -> dict[str, Path]:
+    """Each of the files found, by name; the uncompressed copy first, as torchvision keeps both and it reads faster."""
+    found = {}
+    for name in _FASHION_FILES:
+        paths = [folder / (name + ext) for folder in (root, root / "FashionMNIST" / "raw") for ext in ("", ".gz")]
+        path = next((p for p in paths if p.is_file()), None)
+        if path is not None:
+            found[name] = path
+    return found
+
+
+def _fashion_mnist(s: DataSettings) -> _Source:
+    root = _root(s, may_create=s.download)
+    files = _fashion_mnist_files(root)
+    if len(files) < len(_FASHION_FILES) and s.download:
+        try:  # fetches all four files into root/FashionMNIST/raw, whichever split it is asked for
+            FashionMNIST(root, train=True, download=True)
+        except (RuntimeError, OSError) as err:  # RuntimeError: every mirror failed; OSError: root not writable
+            raise SpecError(f"data fashion_mnist: download into data.root {root} failed: {err}") from err
+        files = _fashion_mnist_files(root)
+    missing = [name for name in _FASHION_FILES if name not in files]
+    if missing:
+        which = "" if len(missing) == len(_FASHION_FILES) else f"{', '.join(missing)} "
+        raise SpecError(
+            f"data fashion_mnist: {which}not found in {root} or {root / 'FashionMNIST' / 'raw'}; {_FASHION_LAYOUT}; "
+            "set data.download=true or point data.root at the folder that holds them"
+        )
+
+    def split(part: str) -> _Split:
+        images_path, labels_path = files[f"{part}-images-idx3-ubyte"], files[f"{part}-labels-idx1-ubyte"]
+        images, labels = _read_idx(images_path, _IDX_IMAGES), _read_idx(labels_path, _IDX_LABELS)
+        if images.shape[1:] != (28, 28):
+            raise _fashion_error(images_path, f"images of {images.shape[1]}x{images.shape[2]} pixels, expected 28x28")
+        if (labels > 9).any():
+            first = int(np.argmax(labels > 9))
+            raise _fashion_error(labels_path, f"label {labels[first]} at index {first}, expected 0..9")
+        if len(labels) != len(images):
+            raise _fashion_error(labels_path, f"{len(labels)} labels for the {len(images)} images of {images_path}")
+        # indexing copies just the samples kept, so the file's read-only buffer is never written
+        return _Split(labels, lambda i: _resize(torch.from_numpy(images[i]).unsqueeze(1) / 255, s.size))
+
+    return _Source(split("train"), split("t10k"), 10)
 
 
 DATASETS: dict[str, Callable[[DataSettings], _Source]] = {

@@ -72,7 +72,10 @@ class TrainSettings:
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum 0.9) or "adamw"
     weight_decay: float = 4e-5  # MobileNetV2's
     label_smoothing: float = 0.0
-    seed: int = 0  # of the initial weights, the batch order and dropout
+    # random crop of a zero-padded image (size // 8 pixels on each side) and horizontal flip, per
+    # training image (the CIFAR recipe of He et al. 2016, Sec. 4.2); off for digits, whose flips are other digits
+    augment: bool = False
+    seed: int = 0  # of the initial weights, the batch order, the augmentation and dropout
     # trainings from seeds seed, seed + 1, ..., seed + repeats - 1; the result is their mean. The
     # seed moves a short training's accuracy by about as much as the architecture does, and the
     # mean of n seeds has 1/sqrt(n) of that noise
@@ -89,6 +92,7 @@ class TrainSettings:
         check_setting("train.optimizer", self.optimizer, self.optimizer in ("sgd", "adamw"), "sgd or adamw")
         check_setting("train.weight_decay", self.weight_decay, is_real(self.weight_decay) and self.weight_decay >= 0, "a number >= 0")
         check_setting("train.label_smoothing", self.label_smoothing, is_real(self.label_smoothing) and 0 <= self.label_smoothing < 1, "a number in [0, 1)")
+        check_setting("train.augment", self.augment, isinstance(self.augment, bool), "true or false")
         check_setting("train.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("train.repeats", self.repeats, is_int(self.repeats) and self.repeats >= 1, "a positive integer")
         _check_threads("train.threads", self.threads)
@@ -207,6 +211,20 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) shifted by a random crop of its zero-padded self (pad
+    ``H // 8``; zero is the mean of normalised data) and flipped left-right with probability 1/2."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy, dx = (torch.randint(0, 2 * pad + 1, (n,), generator=generator) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
+    crops = padded.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], crops.flip(3), crops).contiguous()
+
+
 @torch.no_grad()
 def _recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
     """Replace every BatchNorm's running statistics by their mean over full batches of ``x``."""
@@ -270,7 +288,8 @@ def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, seed: i
         for epoch in range(settings.epochs):
             batches = torch.randperm(n, generator=order)[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
             for step, idx in enumerate(batches):
-                logits = model(data.train_x[idx])
+                x = augment(data.train_x[idx], order) if settings.augment else data.train_x[idx]
+                logits = model(x)
                 loss = F.cross_entropy(logits, data.train_y[idx], label_smoothing=settings.label_smoothing)
                 if not torch.isfinite(loss):
                     raise TrialFailed(f"{spec.name}: training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (seed {seed})")

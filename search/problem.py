@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from archgen import SpecError, build, count, load_spec
-from archgen.cost.latency import Latency, LatencySettings, measure
+from archgen.cost.latency import Latency, LatencySettings, measure, measure_side_by_side
 from archgen.cost.lut import LatencyTable
 from archgen.space import Space
 from archgen.spec import ModelSpec
@@ -64,6 +64,7 @@ class Problem:
         self.evaluator = evaluator
         self.evaluator_settings = evaluator_settings
         self.space = Space(space)
+        self.data_settings = data
         self.data = load_data(data)
         self.proxy = Space(space, num_classes=self.data.num_classes, in_chans=self.data.in_chans, input_size=self.data.size)
         # the table serves latency=lut and NetAdapt's proposals, calibrated across the space's range
@@ -82,6 +83,16 @@ class Problem:
             assert self.table is not None
             return self.table.predict(spec).total_ms
         return self.measure(spec).median_ms
+
+    def latency_range(self) -> dict[str, float]:
+        """The latency of the space's cheapest point, its base network and its dearest point, in ms:
+        where a budget falls in what the space can reach. Measured side by side (or predicted by
+        the lookup table, with ``latency=lut``)."""
+        specs = {"cheapest": self.space.cheapest().spec, "base": self.space.base, "dearest": self.space.dearest().spec}
+        if self.latency.source == "lut":
+            return {k: self.lut_ms(s) for k, s in specs.items()}
+        timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs.values()], self.latency)
+        return {k: t.median_ms for k, t in zip(specs, timed)}
 
     def measure(self, spec: ModelSpec) -> Latency:
         """Measured end to end, whatever the search's latency source (the final check of a result)."""
@@ -113,13 +124,13 @@ class Problem:
         assert isinstance(result, TrainResult)
         return result.accuracies
 
-    def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None) -> Outcome:
-        """Latency of the deployment network and score of the proxy network of one point."""
-        return self.evaluate_specs(spec if spec is not None else self.space.apply(params), self.proxy.apply(params))
+    def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None, latency_ms: float | None = None) -> Outcome:
+        """Latency of the deployment network (unless given) and score of the proxy network of one point."""
+        return self.evaluate_specs(spec if spec is not None else self.space.apply(params), self.proxy.apply(params), latency_ms)
 
-    def evaluate_specs(self, spec: ModelSpec, proxy: ModelSpec) -> Outcome:
-        """Latency of ``spec`` and score of ``proxy``: a point, or a network outside the space (the base)."""
-        latency = self.latency_ms(spec)
+    def evaluate_specs(self, spec: ModelSpec, proxy: ModelSpec, latency_ms: float | None = None) -> Outcome:
+        """Latency of ``spec`` (unless given) and score of ``proxy``: a point, or a network outside the space (the base)."""
+        latency = self.latency_ms(spec) if latency_ms is None else latency_ms
         score, seconds = self.score(proxy)
         cost = count(spec)
         return Outcome(score=score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=seconds)

@@ -1,145 +1,369 @@
-"""Does the accuracy proxy discriminate? Spread and rank stability over random architectures.
+"""Which accuracy proxy should a search rank by? Candidate protocols compared side by side.
 
-A search is only as good as the figure it ranks by. For ``samples`` random points of a space
-this evaluates each proxy network twice with the ``train`` evaluator, from disjoint seeds
-(``train.seed`` onwards, then ``train.seed + train.repeats`` onwards), and scores it with
-NASWOT, then reports:
+A search is only as good as the figure it ranks by, and a cheap figure is only worth its cost
+if it ranks architectures as a longer training would. ``python -m search.proxy`` draws
+``samples`` random architectures of a space and, for every protocol (a way to train the proxy
+network: how many images, epochs, resolution, augmentation, repeats), trains each architecture
+twice from disjoint seeds. It also trains each architecture once with the **reference**: the
+first protocol with ``longer`` times its epochs, from seeds neither run used. For every
+protocol it reports:
 
-* the spread of the accuracies (min, median, max, standard deviation) against the seed noise
-  (the standard deviation of one evaluation's accuracy about the architecture's own, from the
-  two evaluations' differences): a proxy whose accuracies all sit within the seed noise
-  cannot guide a search;
-* Kendall's tau between the two evaluations' accuracies, and between their validation losses
-  (a finer figure than top-1 on a few hundred images): how stable the ranking is;
-* Kendall's tau between NASWOT and the first evaluation's accuracy: whether the
-  training-free score ranks as training does (Mellor et al. 2021 report tau for NAS-Bench).
+* the spread of the accuracies (min, median, max, standard deviation) against the **seed
+  noise** (the standard deviation of one evaluation about its architecture's own figure, from
+  the two runs' differences): a proxy whose spread sits within its seed noise cannot guide a
+  search;
+* Kendall's tau between the two runs (accuracy, and validation loss): is the ranking stable?
+* Kendall's tau between the first run and the reference: does one trial rank as the longer
+  training does? With fewer than 20 architectures a tau moves by +-0.3 on its own, so both
+  taus come with a bootstrap 95 % interval over the architectures;
+* minutes per trial: one evaluation's wall time, as a search pays it.
 
-    python -m search.proxy samples=20
+NASWOT (Mellor et al. 2021), the training-free score, is ranked against the reference too.
+
+    python -m search.proxy                                      # conf/proxy.yaml's protocols
+    python -m search.proxy samples=20 'protocols={default: {}}' # one protocol, 20 architectures
+    python -m search.proxy resume=outputs/proxy/<run>           # reuse an interrupted run's trainings
+
+Every training is saved as it finishes (``evaluations.csv``), so a run that stops loses only
+the trainings under way, and ``resume=`` takes up the rest.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import hashlib
+import json
+import math
 import random
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import kendalltau
 
 from archgen import SpecError
 from archgen.cli import fail, load_settings
-from archgen.fileio import write_csv, write_json
+from archgen.fileio import write_atomic, write_csv, write_json
+from archgen.report import markdown_table
 from archgen.space import Space
 from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, Dataset, is_int, load_data
-from .evaluate import NaswotSettings, TrainSettings, naswot, train
+from .data import DataSettings, is_int, load_data
+from .evaluate import NaswotSettings, TrainSettings, TrialFailed, naswot
+from .parallel import Job, run_jobs
 
 PROG = "search.proxy"
+REFERENCE = "reference"
+BOOTSTRAP = 1000  # resamples of the architectures for a tau's interval
 
 
 @dataclass(frozen=True)
-class Row:
-    """One architecture: its two evaluations (accuracy, validation loss) and its NASWOT score."""
+class Protocol:
+    """A way to train the proxy network: data and training settings, and the overrides that made them."""
 
-    index: int
-    accuracy: float
-    accuracy_reseeded: float
+    name: str
+    data: DataSettings
+    train: TrainSettings
+    overrides: Mapping[str, Any]  # {"data.limit": None, "train.epochs": 1}: what differs from the config's data.*, train.*
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={_value(v)}" for k, v in self.overrides.items()) or "data.*, train.* as configured"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One training of one architecture."""
+
+    protocol: str
+    arch: int
+    run: int  # 0 and 1: the two seed sets; the reference has run 0 only
+    seeds: str
+    accuracy: float  # nan when the training diverged
     loss: float
-    loss_reseeded: float
-    naswot: float
+    seconds: float
+    key: str  # what was trained how: a resumed run reuses an evaluation only when this matches
+
+
+def _value(v: Any) -> str:
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def make_protocols(data: Mapping[str, Any], train: Mapping[str, Any], protocols: Mapping[str, Any], compare: Sequence[str],
+                   longer: int) -> list[Protocol]:
+    """The protocols named in ``compare`` (each ``{data: {...}, train: {...}}`` over the config's sections),
+    then the reference: the first of them trained ``longer`` times as many epochs."""
+    if not isinstance(protocols, Mapping):
+        raise SpecError("protocols must be a mapping of name -> {data: {...}, train: {...}} overrides")
+    if isinstance(compare, str) or not isinstance(compare, Sequence) or not compare:
+        raise SpecError(f"compare must be a non-empty list of protocol names, got {compare!r}")
+    unknown = [c for c in compare if c not in protocols]
+    if unknown:
+        raise SpecError(f"compare: unknown protocol {unknown[0]!r}; known: {', '.join(sorted(protocols))}")
+    if len(set(compare)) != len(compare):
+        raise SpecError(f"compare names a protocol twice: {list(compare)}")
+    if not (is_int(longer) and longer >= 1):
+        raise SpecError(f"longer must be an integer >= 1 (the reference's epochs, x the first protocol's), got {longer!r}")
+    out = []
+    for name in compare:
+        over = protocols[name]
+        if name == REFERENCE:
+            raise SpecError(f"protocols.{REFERENCE}: the name is taken by the longer training every protocol is ranked against")
+        over = over or {}
+        if not isinstance(over, Mapping) or any(k not in ("data", "train") for k in over):
+            raise SpecError(f"protocols.{name} must be a mapping with data and/or train overrides, got {over!r}")
+        flat = {f"{section}.{k}": v for section in ("data", "train") for k, v in (over.get(section) or {}).items()}
+        try:
+            d = load_settings(DataSettings, "data", {**data, **(over.get("data") or {})})
+            t = load_settings(TrainSettings, "train", {**train, **(over.get("train") or {})})
+        except SpecError as e:
+            raise SpecError(f"protocols.{name}: {e}") from None
+        out.append(Protocol(str(name), d, t, flat))
+    first = out[0]
+    reference = dataclasses.replace(first.train, seed=first.train.seed + 2 * first.train.repeats, repeats=1,
+                                    epochs=first.train.epochs * longer)
+    overrides = {**first.overrides, "train.epochs": reference.epochs, "train.repeats": 1}
+    out.append(Protocol(REFERENCE, first.data, reference, overrides))
+    return out
+
+
+def _key(protocol: Protocol, params: Mapping[str, Any], train: TrainSettings) -> str:
+    doc = {"data": dataclasses.asdict(protocol.data), "train": dataclasses.asdict(train), "params": dict(sorted(params.items()))}
+    return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b; nan when either side is constant or has a nan."""
+    if len(x) < 2 or any(math.isnan(v) for v in (*x, *y)):
+        return math.nan
+    return float(kendalltau(x, y).statistic)
+
+
+def tau_interval(x: Sequence[float], y: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """A bootstrap 95 % interval of Kendall's tau: architectures resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    draws = []
+    for _ in range(BOOTSTRAP):
+        idx = rng.integers(0, len(xs), len(xs))
+        t = tau(xs[idx].tolist(), ys[idx].tolist())
+        if not math.isnan(t):
+            draws.append(t)
+    if not draws:
+        return math.nan, math.nan
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
-class ProxyReport:
-    rows: tuple[Row, ...]
-    tau_seeds: float  # between the two evaluations' accuracies
-    tau_seeds_loss: float  # between their validation losses
-    tau_naswot: float  # between NASWOT and the first evaluation's accuracy
+class ProtocolReport:
+    """One protocol's figures over the architectures that every training of it and the reference completed."""
+
+    protocol: Protocol
+    first: tuple[float, ...]  # accuracy of run 0, per architecture
+    second: tuple[float, ...]  # of run 1
+    first_loss: tuple[float, ...]
+    second_loss: tuple[float, ...]
+    reference: tuple[float, ...]  # the reference's accuracy of the same architectures
+    seconds: tuple[float, ...]  # of every evaluation of the protocol
+
+    @property
+    def samples(self) -> int:
+        return len(self.first)
 
     @property
     def spread(self) -> dict[str, float]:
-        acc = [r.accuracy for r in self.rows]
-        return {"min": min(acc), "median": statistics.median(acc), "max": max(acc), "std": statistics.stdev(acc)}
+        a = self.first
+        return {"min": min(a), "median": statistics.median(a), "max": max(a), "std": statistics.stdev(a) if len(a) > 1 else 0.0}
 
     @property
     def seed_noise(self) -> float:
-        """Standard deviation of one evaluation's accuracy about its architecture's: the two
-        evaluations are independent draws, so their difference has sqrt(2) times it."""
-        return statistics.fmean((r.accuracy - r.accuracy_reseeded) ** 2 for r in self.rows) ** 0.5 / 2**0.5
+        """Standard deviation of one evaluation about its architecture's figure: the runs are independent
+        draws, so their difference has sqrt(2) times it."""
+        return statistics.fmean((a - b) ** 2 for a, b in zip(self.first, self.second)) ** 0.5 / 2**0.5
 
-    def summary(self) -> dict[str, object]:
-        return {"samples": len(self.rows), "spread": self.spread, "seed_noise": self.seed_noise,
-                "tau_seeds": self.tau_seeds, "tau_seeds_loss": self.tau_seeds_loss, "tau_naswot": self.tau_naswot}
+    @property
+    def tau_seeds(self) -> float:
+        return tau(self.first, self.second)
 
-    def __str__(self) -> str:
-        s = self.spread
-        return (
-            f"accuracy over {len(self.rows)} architectures: min {s['min']:.4f}, median {s['median']:.4f}, "
-            f"max {s['max']:.4f}, std {s['std']:.4f} (seed noise {self.seed_noise:.4f}); Kendall's tau between "
-            f"seeds {self.tau_seeds:.3f} (validation loss {self.tau_seeds_loss:.3f}), NASWOT vs training {self.tau_naswot:.3f}"
-        )
+    @property
+    def tau_seeds_loss(self) -> float:
+        return tau(self.first_loss, self.second_loss)
+
+    @property
+    def tau_reference(self) -> float:
+        return tau(self.first, self.reference)
+
+    @property
+    def minutes_per_trial(self) -> float:
+        return statistics.fmean(self.seconds) / 60
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol.name, "settings": self.protocol.label, "samples": self.samples,
+            "spread": self.spread, "seed_noise": self.seed_noise,
+            "tau_seeds": self.tau_seeds, "tau_seeds_interval": tau_interval(self.first, self.second),
+            "tau_seeds_loss": self.tau_seeds_loss,
+            "tau_reference": self.tau_reference, "tau_reference_interval": tau_interval(self.first, self.reference),
+            "minutes_per_trial": self.minutes_per_trial,
+        }
 
 
-def proxy_study(
-    space: Space, data: Dataset, train_settings: TrainSettings, naswot_settings: NaswotSettings, samples: int,
-    seed: int = 0, progress: Callable[[Row], None] | None = None,
-) -> ProxyReport:
-    """Evaluate ``samples`` random proxy networks twice, from disjoint seeds, and score them with NASWOT."""
+def report(protocols: Sequence[Protocol], evaluations: Sequence[Evaluation]) -> list[ProtocolReport]:
+    """Each protocol's figures from the evaluations so far (architectures with a missing or diverged training left out)."""
+    by = {(e.protocol, e.arch, e.run): e for e in evaluations}
+    archs = sorted({e.arch for e in evaluations})
+    out = []
+    for p in protocols:
+        if p.name == REFERENCE:
+            continue
+        keep = [a for a in archs if all((q, a, r) in by and not math.isnan(by[q, a, r].accuracy)
+                                        for q, r in ((p.name, 0), (p.name, 1), (REFERENCE, 0)))]
+        if len(keep) < 2:
+            continue
+        out.append(ProtocolReport(
+            p,
+            first=tuple(by[p.name, a, 0].accuracy for a in keep), second=tuple(by[p.name, a, 1].accuracy for a in keep),
+            first_loss=tuple(by[p.name, a, 0].loss for a in keep), second_loss=tuple(by[p.name, a, 1].loss for a in keep),
+            reference=tuple(by[REFERENCE, a, 0].accuracy for a in keep),
+            seconds=tuple(e.seconds for e in evaluations if e.protocol == p.name),
+        ))
+    return out
+
+
+def naswot_tau(space: Space, params: Sequence[Mapping[str, Any]], data: DataSettings, settings: NaswotSettings,
+               reference: Mapping[int, float]) -> tuple[float, int]:
+    """Kendall's tau between NASWOT and the reference's accuracy, and over how many architectures."""
+    dataset = load_data(data)
+    proxy = space.at(num_classes=dataset.num_classes, in_chans=dataset.in_chans, input_size=dataset.size)
+    archs = sorted(a for a in reference if not math.isnan(reference[a]))
+    scores = [naswot(proxy.apply(params[a]), dataset, settings).score for a in archs]
+    return tau(scores, [reference[a] for a in archs]), len(archs)
+
+
+def table(reports: Sequence[ProtocolReport], longer: int) -> str:
+    """The comparison as Markdown, one row per protocol."""
+    rows = []
+    for r in reports:
+        s = r.summary()
+        ci_s, ci_r = s["tau_seeds_interval"], s["tau_reference_interval"]
+        rows.append((
+            r.protocol.name, r.protocol.label, r.samples,
+            f"{s['spread']['min']:.4f}-{s['spread']['max']:.4f} ({s['spread']['std']:.4f})", f"{r.seed_noise:.4f}",
+            f"{r.tau_seeds:.2f} [{ci_s[0]:.2f}, {ci_s[1]:.2f}]", f"{r.tau_seeds_loss:.2f}",
+            f"{r.tau_reference:.2f} [{ci_r[0]:.2f}, {ci_r[1]:.2f}]", f"{r.minutes_per_trial:.2f}",
+        ))
+    return markdown_table(("protocol", "settings", "archs", "accuracy min-max (std)", "seed noise",
+                           "tau seeds [95% CI]", "tau seeds (loss)", f"tau vs {longer}x longer [95% CI]",
+                           "min/trial"), rows)
+
+
+def _load_evaluations(folder: str | Path) -> list[Evaluation]:
+    path = Path(folder) / "evaluations.csv"
+    if not path.is_file():
+        raise SpecError(f"resume={folder}: no evaluations.csv there (the folder of an earlier python -m search.proxy run)")
+    try:
+        with path.open(newline="") as f:
+            return [Evaluation(r["protocol"], int(r["arch"]), int(r["run"]), r["seeds"], float(r["accuracy"]),
+                               float(r["loss"]), float(r["seconds"]), r["key"]) for r in csv.DictReader(f)]
+    except (KeyError, ValueError, TypeError) as e:
+        raise SpecError(f"resume={folder}: evaluations.csv is not one this command wrote ({e})") from None
+
+
+def compare(
+    space: Space, protocols: Sequence[Protocol], samples: int, seed: int = 0, workers: int = 1,
+    previous: Sequence[Evaluation] = (), saved: Callable[[list[Evaluation]], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[Evaluation]]:
+    """Train ``samples`` random architectures of ``space`` with every protocol (twice, from disjoint
+    seeds; the reference once); evaluations in ``previous`` with the same key are reused. Returns the
+    architectures' choices and every evaluation; ``saved(evaluations)`` is called after each one."""
     if not (is_int(samples) and samples >= 3):
         raise SpecError(f"samples must be an integer >= 3, got {samples!r}")
+    if not (is_int(workers) and workers >= 1):
+        raise SpecError(f"workers must be an integer >= 1, got {workers!r}")
     rng = random.Random(seed)
-    reseeded = train_settings.after()
-    rows = []
-    for i in range(samples):
-        spec = space.random(rng).spec
-        first, second = train(spec, data, train_settings), train(spec, data, reseeded)
-        row = Row(i, first.accuracy, second.accuracy, first.loss, second.loss, naswot(spec, data, naswot_settings).score)
-        rows.append(row)
-        if progress is not None:
-            progress(row)
-
-    def tau(x: list[float], y: list[float]) -> float:
-        return float(kendalltau(x, y).statistic)
-
-    return ProxyReport(
-        tuple(rows),
-        tau_seeds=tau([r.accuracy for r in rows], [r.accuracy_reseeded for r in rows]),
-        tau_seeds_loss=tau([r.loss for r in rows], [r.loss_reseeded for r in rows]),
-        tau_naswot=tau([r.naswot for r in rows], [r.accuracy for r in rows]),
-    )
+    params = [dict(space.random(rng).params) for _ in range(samples)]
+    spaces: dict[tuple[int, int, int], Space] = {}
+    known = {e.key: e for e in previous}
+    done: list[Evaluation] = []
+    jobs: list[tuple[Job, Evaluation]] = []
+    # architecture by architecture, so that an interrupted run has whole rows
+    for a, choice in enumerate(params):
+        for p in protocols:
+            dataset = load_data(p.data)
+            shape = (dataset.num_classes, dataset.in_chans, dataset.size)
+            if shape not in spaces:
+                spaces[shape] = space.at(num_classes=shape[0], in_chans=shape[1], input_size=shape[2])
+            runs = [p.train] if p.name == REFERENCE else [p.train, p.train.after()]
+            for r, settings in enumerate(runs):
+                key = _key(p, choice, settings)
+                stub = Evaluation(p.name, a, r, settings.seeds_label, math.nan, math.nan, 0.0, key)
+                if key in known:
+                    done.append(dataclasses.replace(known[key], arch=a, run=r))
+                else:
+                    jobs.append((Job(spaces[shape].apply(choice), p.data, settings), stub))
+    if saved is not None and done:
+        saved(list(done))
+    for i, outcome in run_jobs([job for job, _ in jobs], workers):
+        stub = jobs[i][1]
+        if isinstance(outcome, TrialFailed):
+            e = stub
+        else:
+            e = dataclasses.replace(stub, accuracy=outcome.accuracy, loss=outcome.loss, seconds=outcome.seconds)
+        done.append(e)
+        print(f"arch {e.arch:>3}  {e.protocol:<16} run {e.run} ({e.seeds}): accuracy {e.accuracy:.4f}, "
+              f"loss {e.loss:.4f}, {e.seconds:.0f} s", flush=True)
+        if saved is not None:
+            saved(list(done))
+    return params, done
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="proxy", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "train", "naswot")}
-        data = load_data(load_settings(DataSettings, "data", sections["data"]))
-        space = Space(str(cfg.space), num_classes=data.num_classes, in_chans=data.in_chans, input_size=data.size)
-        train_settings = load_settings(TrainSettings, "train", sections["train"])
+        sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "train", "naswot", "protocols", "compare")}
+        protocols = make_protocols(sections["data"], sections["train"], sections["protocols"], sections["compare"], cfg.longer)
         naswot_settings = load_settings(NaswotSettings, "naswot", sections["naswot"])
-        labels = [s.seeds_label for s in (train_settings, train_settings.after())]
-        header = f"{'#':>3}  {'acc ' + labels[0]:>14}  {'acc ' + labels[1]:>14}  {'loss':>7}  {'loss':>7}  {'naswot':>9}"
+        space = Space(str(cfg.space))
+        previous = _load_evaluations(cfg.resume) if cfg.get("resume") else []
+        for p in protocols:
+            load_data(p.data)  # every dataset checked before the first training
+        print(f"{len(protocols) - 1} protocols x 2 seed sets + the reference ({protocols[0].name} x{cfg.longer} epochs) "
+              f"on {cfg.samples} architectures of space {space.name}, {cfg.workers} worker(s)", flush=True)
 
-        def show(r: Row) -> None:
-            if r.index == 0:
-                print(header)
-            print(f"{r.index:>3}  {r.accuracy:>14.4f}  {r.accuracy_reseeded:>14.4f}  {r.loss:>7.4f}  "
-                  f"{r.loss_reseeded:>7.4f}  {r.naswot:>9.2f}", flush=True)
+        def save(evaluations: list[Evaluation]) -> None:
+            write_csv(out_dir / "evaluations.csv", [f.name for f in dataclasses.fields(Evaluation)],
+                      [dataclasses.asdict(e) for e in evaluations])
 
-        report = proxy_study(space, data, train_settings, naswot_settings, cfg.samples, cfg.seed, progress=show)
+        params, evaluations = compare(space, protocols, cfg.samples, cfg.seed, cfg.workers, previous, save)
     except SpecError as e:
         fail(PROG, str(e))
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    write_csv(out_dir / "proxy.csv", [f.name for f in dataclasses.fields(Row)], [dataclasses.asdict(r) for r in report.rows])
-    write_json(out_dir / "proxy.json", report.summary())
-    print(f"{report}; wrote {out_dir}")
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; the trainings done are in {out_dir / 'evaluations.csv'} "
+              f"(resume={out_dir} takes up the rest)", file=sys.stderr)
+        raise SystemExit(130) from None
+    reports = report(protocols, evaluations)
+    reference = {e.arch: e.accuracy for e in evaluations if e.protocol == REFERENCE}
+    naswot_figure = naswot_tau(space, params, protocols[0].data, naswot_settings, reference)
+    md = table(reports, cfg.longer)
+    write_json(out_dir / "proxy.json", {
+        "space": space.name, "samples": cfg.samples, "seed": cfg.seed, "longer": cfg.longer,
+        "protocols": [r.summary() for r in reports], "architectures": params,
+        "naswot": {"tau_reference": naswot_figure[0], "samples": naswot_figure[1]},
+    })
+    write_atomic(out_dir / "protocols.md", md + f"\nNASWOT vs the reference: tau {naswot_figure[0]:.2f} over "
+                 f"{naswot_figure[1]} architectures.\n")
+    print(md)
+    print(f"NASWOT vs the reference: tau {naswot_figure[0]:.2f} over {naswot_figure[1]} architectures; wrote {out_dir}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,13 @@ import archgen
 from search.data import DATASETS, DataSettings, load_data
 
 N_DIGITS = 1797  # sklearn's load_digits
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# the end of every fashion_mnist error, as a pattern: where the files must be
+FASHION_LAYOUT = re.escape(
+    f"data.root must hold {', '.join(FASHION_FILES)} (each .gz or not), "
+    "directly (Debian's dataset-fashion-mnist) or under FashionMNIST/raw (torchvision's)"
+)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # where `apt-get install dataset-fashion-mnist` puts it
 
 
 def _class_counts(y: torch.Tensor) -> list[int]:
@@ -99,11 +109,152 @@ def test_missing_root_is_refused_naming_data_root(name, tmp_path):
         load_data(DataSettings(name=name, root=str(missing)))
 
 
-@pytest.mark.parametrize("name", ["cifar10", "fashion_mnist"])
-def test_absent_dataset_without_download_says_how_to_get_it(name, tmp_path):
-    with pytest.raises(archgen.SpecError, match=rf"data {name}: not found in data.root {re.escape(str(tmp_path))}; set data.download=true"):
+@pytest.mark.parametrize(
+    "name, where",
+    [
+        ("cifar10", "not found in data.root {root}"),
+        ("fashion_mnist", "not found in {root} or {root}/FashionMNIST/raw; " + FASHION_LAYOUT),
+    ],
+)
+def test_absent_dataset_without_download_says_how_to_get_it(name, where, tmp_path):
+    where = where.format(root=re.escape(str(tmp_path)))
+    with pytest.raises(archgen.SpecError, match=rf"^data {name}: {where}; set data.download=true or point data.root at the folder that holds (it|them)$"):
         load_data(DataSettings(name=name, root=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []  # nothing downloaded
+
+
+def _idx(magic: int, array: np.ndarray) -> bytes:
+    """An IDX file: big-endian magic and sizes, then the uint8 elements."""
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def _fashion_idx(n_train: int = 40, n_test: int = 30) -> dict[str, bytes]:
+    """The four files, uncompressed. Class c is grey level 10 + 20c, but for its 8 bottom rows, which mark the split: 0 train, 255 test."""
+    files = {}
+    for part, n, mark in (("train", n_train, 0), ("t10k", n_test, 255)):
+        labels = np.arange(n) % 10
+        images = np.repeat((10 + 20 * labels)[:, None, None], 28, axis=1).repeat(28, axis=2)
+        images[:, 20:] = mark
+        files[f"{part}-images-idx3-ubyte"] = _idx(0x803, images)
+        files[f"{part}-labels-idx1-ubyte"] = _idx(0x801, labels)
+    return files
+
+
+def _write_fashion_mnist(root: Path, folder: str = "", gz: bool = True) -> dict[str, Path]:
+    """Write the four files into root/folder, gzipped or not; Debian's layout by default."""
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, content in _fashion_idx().items():
+        paths[name] = root / folder / (name + (".gz" if gz else ""))
+        paths[name].write_bytes(gzip.compress(content) if gz else content)
+    return paths
+
+
+def _fashion_mnist_settings(root: Path) -> DataSettings:
+    return DataSettings(name="fashion_mnist", root=str(root), size=16, limit=None)
+
+
+def test_fashion_mnist_from_idx_files_in_debian_and_torchvision_layouts(tmp_path):
+    layouts = {  # folder under data.root, gzipped
+        "debian": ("", True),
+        "torchvision": ("FashionMNIST/raw", False),
+        "uncompressed in root": ("", False),
+        "gzipped under FashionMNIST/raw": ("FashionMNIST/raw", True),
+    }
+    loaded = {}
+    for layout, (folder, gz) in layouts.items():
+        _write_fashion_mnist(tmp_path / layout, folder, gz)
+        loaded[layout] = load_data(_fashion_mnist_settings(tmp_path / layout))
+    data = loaded["debian"]
+    assert (data.name, data.in_chans, data.num_classes, data.size) == ("fashion_mnist", 1, 10, 16)
+    # every training image; round(40 * 0.25 / 0.75) = 13 of the 30 test images validate
+    assert data.train_x.shape == (40, 1, 16, 16) and data.val_x.shape == (13, 1, 16, 16)
+    assert _class_counts(data.train_y) == [4] * 10
+    # the top-left pixel is the class's grey level: one value per class in both splits, rising with the class
+    level, label = torch.cat([data.train_x, data.val_x])[:, 0, 0, 0], torch.cat([data.train_y, data.val_y])
+    per_class = [level[label == c].unique() for c in range(10)]
+    assert all(len(values) == 1 for values in per_class) and (torch.cat(per_class).diff() > 0).all()
+    # the bottom-right pixel marks the split: validation comes from the test files
+    assert data.train_x[:, 0, -1, -1].unique().numel() == 1
+    assert data.val_x[:, 0, -1, -1].min() > data.train_x[:, 0, -1, -1].max()
+    for other in loaded.values():
+        for field in ("train_x", "train_y", "val_x", "val_y"):
+            assert torch.equal(getattr(other, field), getattr(data, field))
+
+
+def test_missing_fashion_mnist_file_is_named_with_the_folders_searched(tmp_path):
+    _write_fashion_mnist(tmp_path, "FashionMNIST/raw", gz=False)["t10k-labels-idx1-ubyte"].unlink()
+    root = re.escape(str(tmp_path))
+    with pytest.raises(
+        archgen.SpecError,
+        match=rf"^data fashion_mnist: t10k-labels-idx1-ubyte not found in {root} or {root}/FashionMNIST/raw; {FASHION_LAYOUT}; "
+        "set data.download=true or point data.root at the folder that holds them$",
+    ):
+        load_data(_fashion_mnist_settings(tmp_path))
+
+
+def test_fashion_mnist_download_asks_torchvision_only_when_the_files_are_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_torchvision(root, train, download):  # writes what torchvision's download leaves: uncompressed files in FashionMNIST/raw
+        calls.append((root, train, download))
+        _write_fashion_mnist(root, "FashionMNIST/raw", gz=False)
+
+    monkeypatch.setattr("search.data.FashionMNIST", fake_torchvision)
+    settings = DataSettings(name="fashion_mnist", root=str(tmp_path / "new"), size=16, limit=None, download=True)
+    assert load_data(settings).train_x.shape == (40, 1, 16, 16)
+    assert calls == [(tmp_path / "new", True, True)]
+    load_data.__wrapped__(settings)  # past the cache: the files are there now, so no second download
+    assert len(calls) == 1
+
+
+def test_failed_fashion_mnist_download_is_one_line(tmp_path, monkeypatch):
+    def offline(root, train, download):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr("search.data.FashionMNIST", offline)
+    with pytest.raises(
+        archgen.SpecError,
+        match=rf"^data fashion_mnist: download into data.root {re.escape(str(tmp_path))} failed: Error downloading train-images-idx3-ubyte.gz$",
+    ):
+        load_data(DataSettings(name="fashion_mnist", root=str(tmp_path), download=True))
+
+
+def _labels_with(label: int, at: int) -> bytes:
+    labels = np.arange(40) % 10
+    labels[at] = label
+    return _idx(0x801, labels)
+
+
+@pytest.mark.parametrize(
+    "gz, name, damage, problem",
+    [
+        (False, "train-images-idx3-ubyte", lambda b: b[:-5], r"truncated: 31355 bytes after the header, which promises 31360 \(40x28x28\)"),
+        (False, "train-images-idx3-ubyte", lambda b: b + b"\0", r"overlong: 31361 bytes after the header, which promises 31360 \(40x28x28\)"),
+        (False, "t10k-images-idx3-ubyte", lambda b: b[:10], "truncated: 10 bytes, shorter than the 16-byte header of IDX images"),
+        (False, "train-images-idx3-ubyte", lambda b: _labels_with(0, at=0), r"wrong magic number 0x00000801, expected 0x00000803 \(IDX images\)"),
+        (False, "train-labels-idx1-ubyte", lambda b: _labels_with(10, at=7), r"label 10 at index 7, expected 0\.\.9"),
+        (False, "train-labels-idx1-ubyte", lambda b: _idx(0x801, np.arange(39) % 10), "39 labels for the 40 images of {images}"),
+        (False, "train-images-idx3-ubyte", lambda b: _idx(0x803, np.zeros((40, 32, 32))), "images of 32x32 pixels, expected 28x28"),
+        (True, "train-labels-idx1-ubyte", lambda b: b"not gzip", r"cannot read it: Not a gzipped file \(b'no'\)"),
+        (True, "t10k-images-idx3-ubyte", lambda b: b[: len(b) // 2], "cannot read it: Compressed file ended before the end-of-stream marker was reached"),
+    ],
+)
+def test_damaged_fashion_mnist_file_is_one_line_naming_it(gz, name, damage, problem, tmp_path):
+    paths = _write_fashion_mnist(tmp_path, "" if gz else "FashionMNIST/raw", gz)
+    paths[name].write_bytes(damage(paths[name].read_bytes()))
+    problem = problem.format(images=re.escape(str(paths["train-images-idx3-ubyte"])))
+    with pytest.raises(archgen.SpecError, match=rf"^data fashion_mnist: {re.escape(str(paths[name]))}: {problem}; {FASHION_LAYOUT}$"):
+        load_data(_fashion_mnist_settings(tmp_path))
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason=f"no {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist")
+def test_real_fashion_mnist_without_limit_trains_on_all_60000_images():
+    # past the cache: the 300 MB of tensors go when the test ends
+    data = load_data.__wrapped__(DataSettings(name="fashion_mnist", root=str(DEBIAN_FASHION_MNIST), size=28, limit=None))
+    assert data.train_x.shape == (60000, 1, 28, 28) and _class_counts(data.train_y) == [6000] * 10
+    # round(60000 * 0.25 / 0.75) = 20000 validation samples wanted, more than the test split has: all 10,000 of it
+    assert data.val_x.shape == (10000, 1, 28, 28) and _class_counts(data.val_y) == [1000] * 10
 
 
 def test_imagefolder_without_class_folders_is_a_spec_error(tmp_path):

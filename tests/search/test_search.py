@@ -21,7 +21,7 @@ from archgen.cost.latency import LatencySettings
 from archgen.space import Space
 from search.data import DataSettings, load_data
 from search.evaluate import NaswotSettings, TrainSettings, TrialFailed, train
-from search.__main__ import open_storage
+from search.__main__ import check_budget, open_storage
 from search.problem import Problem
 
 from .conftest import fast_overrides, run_search
@@ -113,6 +113,28 @@ def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(com
     assert resumed["entries"]["base"]["fresh"] == summary["entries"]["base"]["fresh"]
 
 
+def test_pareto_prunes_a_point_over_the_budget_before_training_it(compose_search, space_file, tmp_path):
+    settings = LatencySettings(source="lut", warmup=1, repeats=3)
+    probe = Problem(space_file, 1.0, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    budget = round(probe.latency_ms(probe.space.cheapest().spec) * 1.001, 4)  # the cheapest point fits, little else
+    out = tmp_path / "run"
+    summary = run_search(compose_search, out, *fast_overrides(space_file, tmp_path, "strategy=pareto", "latency=lut",
+                                                              f"budget_ms={budget}", "n_trials=6", "study_name=p"))
+    trials = _study(tmp_path, "p").trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 6 and pruned, "random points of the space cost more than its cheapest one"
+    for t in trials:  # pruned exactly when over the budget; a pruned point has its latency and no score
+        assert (t.state == TrialState.PRUNED) == (t.user_attrs["latency_ms"] > budget)
+    for t in pruned:
+        assert t.user_attrs["fail_reason"] == f"over the budget: {t.user_attrs['latency_ms']:.2f} ms > {budget:g} ms, not trained"
+        assert "naswot" not in t.user_attrs and t.values is None
+    assert summary["pruned"] == len(pruned) and summary["complete"] + summary["fail"] + summary["pruned"] == 6
+    assert summary["best_trial"] is None or trials[summary["best_trial"]].state == TrialState.COMPLETE
+    assert f"{len(pruned)} pruned over the budget" in (out / "report.md").read_text()
+    states = [row.split(",")[1] for row in (out / "trials.csv").read_text().splitlines()[1:]]
+    assert states.count("PRUNED") == len(pruned)
+
+
 def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
     common = fast_overrides(space_file, tmp_path, "study_name=r", "baselines=false")
     run_search(compose_search, tmp_path / "a", *common, "n_trials=3")
@@ -188,6 +210,29 @@ def test_a_budget_the_space_cannot_meet_stops_before_any_trial(space_file, tmp_p
     assert "budget_ms=0.01 cannot be met: the smallest latency space tiny reaches is" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "studies.db").exists()
+
+
+@pytest.mark.parametrize("where", ["inside", "above"])
+def test_the_run_says_where_the_budget_falls_in_the_space_and_warns_when_it_binds_nothing(space_file, capsys, where):
+    # the lookup table's figures, so that the probe and the run see the same range (measured ones move on a busy machine)
+    settings = LatencySettings(source="lut", warmup=1, repeats=5)
+    probe = Problem(space_file, 1.0, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    reach = probe.latency_range()
+    assert reach["cheapest"] < reach["dearest"]
+    budget = round((reach["cheapest"] + reach["dearest"]) / 2, 2) if where == "inside" else round(reach["dearest"] * 10, 2)
+    problem = Problem(space_file, budget, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    got = check_budget(problem)
+    out, err = capsys.readouterr()
+    assert got == reach
+    line = (f"space tiny: latency {got['cheapest']:.2f} ms (cheapest point) to {got['dearest']:.2f} ms (dearest), "
+            f"base mbv3_small {got['base']:.2f} ms (predicted by the lookup table, on cpu")
+    assert line in out and f"the budget {budget:g} ms is {budget / got['base']:.2f}x the base" in out
+    warning = f"search: warning: budget_ms={budget:g} is above the dearest point of space tiny"
+    if where == "above":
+        assert warning in err and "constrains nothing" in err and len(err.strip().splitlines()) == 1
+        assert "100% of the way up the range" in out
+    else:
+        assert err == ""
 
 
 def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
