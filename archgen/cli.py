@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Mapping, NoReturn, Sequence, TypeVar
+from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar
 
 from .errors import SpecError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 T = TypeVar("T")
 
 
@@ -18,6 +19,18 @@ def fail(prog: str, message: str) -> NoReturn:
     """Print ``prog: error: message`` on stderr and exit with status 2 (bad input)."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_BAD_INPUT)
+
+
+def run_app(prog: str, body: Callable[[], T], interrupted: str) -> T:
+    """Run a command's ``body``: bad input is one line and exit 2, Ctrl-C one line (``prog: interrupted;
+    <interrupted>``) and exit 130, after whatever the body saved."""
+    try:
+        return body()
+    except SpecError as e:
+        fail(prog, str(e))
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
 
 
 def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str], hint: str = "") -> None:

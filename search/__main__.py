@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from archgen import SpecError, build, count
-from archgen.cli import check_choices, fail, load_settings
+from archgen.cli import check_choices, load_settings, run_app
 from archgen.cost.latency import LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
@@ -45,7 +45,6 @@ from .strategies.common import completed, finished
 from .strategies.sampled import pareto_front
 
 PROG = "search"
-EXIT_INTERRUPTED = 130
 WIDTHS = tuple(round(0.1 + 0.05 * i, 2) for i in range(59))  # 0.1 ... 3.0: the width-scaled baseline's grid
 
 
@@ -380,14 +379,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        run(cfg, out_dir)
-    except SpecError as e:
-        fail(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the study is saved, run again with the same study_name to resume "
-              f"(outputs so far in {out_dir})", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    run_app(PROG, lambda: run(cfg, out_dir),
+            f"the study is saved, run again with the same study_name to resume (outputs so far in {out_dir})")
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from archgen import ModelSpec, SpecError, build, count  # noqa: E402
-from archgen.cli import fail  # noqa: E402
+from archgen.cli import run_app  # noqa: E402
 from archgen.cost.latency import Latency, describe, measure_side_by_side  # noqa: E402
 from archgen.fileio import write_atomic, write_csv, write_json  # noqa: E402
 from archgen.report import markdown_table  # noqa: E402
@@ -445,13 +445,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        run(cfg, out_dir)
-    except SpecError as e:
-        fail(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the search's study is in {out_dir} (study_name= and storage= resume it)", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_app(PROG, lambda: run(cfg, out_dir), f"the search's study is in {out_dir} (study_name= and storage= resume it)")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import json
 import math
 import random
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -48,7 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import kendalltau
 
 from archgen import SpecError
-from archgen.cli import fail, load_settings
+from archgen.cli import load_settings, run_app
 from archgen.fileio import write_atomic, write_csv, write_json
 from archgen.report import markdown_table
 from archgen.space import Space
@@ -324,33 +323,23 @@ def compare(
     return params, done
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="proxy", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
+def run(cfg: DictConfig, out_dir: Path) -> list[ProtocolReport]:
+    """The comparison ``conf/proxy.yaml`` describes, written into ``out_dir``; raises SpecError for bad input."""
+    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "train", "naswot", "protocols", "compare")}
+    protocols = make_protocols(sections["data"], sections["train"], sections["protocols"], sections["compare"], cfg.longer)
+    naswot_settings = load_settings(NaswotSettings, "naswot", sections["naswot"])
+    space = Space(str(cfg.space))
+    previous = _load_evaluations(cfg.resume) if cfg.get("resume") else []
+    for p in protocols:
+        load_data(p.data)  # every dataset checked before the first training
+    print(f"{len(protocols) - 1} protocols x 2 seed sets + the reference ({protocols[0].name} x{cfg.longer} epochs) "
+          f"on {cfg.samples} architectures of space {space.name}, {cfg.workers} worker(s)", flush=True)
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "train", "naswot", "protocols", "compare")}
-        protocols = make_protocols(sections["data"], sections["train"], sections["protocols"], sections["compare"], cfg.longer)
-        naswot_settings = load_settings(NaswotSettings, "naswot", sections["naswot"])
-        space = Space(str(cfg.space))
-        previous = _load_evaluations(cfg.resume) if cfg.get("resume") else []
-        for p in protocols:
-            load_data(p.data)  # every dataset checked before the first training
-        print(f"{len(protocols) - 1} protocols x 2 seed sets + the reference ({protocols[0].name} x{cfg.longer} epochs) "
-              f"on {cfg.samples} architectures of space {space.name}, {cfg.workers} worker(s)", flush=True)
+    def save(evaluations: list[Evaluation]) -> None:
+        write_csv(out_dir / "evaluations.csv", [f.name for f in dataclasses.fields(Evaluation)],
+                  [dataclasses.asdict(e) for e in evaluations])
 
-        def save(evaluations: list[Evaluation]) -> None:
-            write_csv(out_dir / "evaluations.csv", [f.name for f in dataclasses.fields(Evaluation)],
-                      [dataclasses.asdict(e) for e in evaluations])
-
-        params, evaluations = compare(space, protocols, cfg.samples, cfg.seed, cfg.workers, previous, save)
-    except SpecError as e:
-        fail(PROG, str(e))
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; the trainings done are in {out_dir / 'evaluations.csv'} "
-              f"(resume={out_dir} takes up the rest)", file=sys.stderr)
-        raise SystemExit(130) from None
+    params, evaluations = compare(space, protocols, cfg.samples, cfg.seed, cfg.workers, previous, save)
     reports = report(protocols, evaluations)
     reference = {e.arch: e.accuracy for e in evaluations if e.protocol == REFERENCE}
     naswot_figure = naswot_tau(space, params, protocols[0].data, naswot_settings, reference)
@@ -364,6 +353,16 @@ def main(cfg: DictConfig) -> None:
                  f"{naswot_figure[1]} architectures.\n")
     print(md)
     print(f"NASWOT vs the reference: tau {naswot_figure[0]:.2f} over {naswot_figure[1]} architectures; wrote {out_dir}")
+    return reports
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="proxy", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_app(PROG, lambda: run(cfg, out_dir),
+            f"the trainings done are in {out_dir / 'evaluations.csv'} (resume={out_dir} takes up the rest)")
 
 
 if __name__ == "__main__":
