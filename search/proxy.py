@@ -5,7 +5,7 @@ if it ranks architectures as a longer training would. ``python -m search.proxy``
 ``samples`` random architectures of a space and, for every protocol (a way to train the proxy
 network: how many images, epochs, resolution, augmentation, repeats), trains each architecture
 twice from disjoint seeds. It also trains each architecture once with the **reference**: the
-first protocol with ``longer`` times its epochs, from seeds neither run used. For every
+first protocol with ``longer`` times its epochs, from a seed no run of any protocol used. For every
 protocol it reports:
 
 * the spread of the accuracies (min, median, max, standard deviation) against the **seed
@@ -125,8 +125,10 @@ def make_protocols(data: Mapping[str, Any], train: Mapping[str, Any], protocols:
             raise SpecError(f"protocols.{name}: {e}") from None
         out.append(Protocol(str(name), d, t, flat))
     first = out[0]
-    reference = dataclasses.replace(first.train, seed=first.train.seed + 2 * first.train.repeats, repeats=1,
-                                    epochs=first.train.epochs * longer)
+    # from a seed after every seed of both runs of every protocol: one seed shared with a run would
+    # give the reference that run's initial weights, and a rank correlation it did not earn
+    after = max(p.train.seed + 2 * p.train.repeats for p in out)
+    reference = dataclasses.replace(first.train, seed=after, repeats=1, epochs=first.train.epochs * longer)
     overrides = {**first.overrides, "train.epochs": reference.epochs, "train.repeats": 1}
     out.append(Protocol(REFERENCE, first.data, reference, overrides))
     return out

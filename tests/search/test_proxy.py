@@ -25,7 +25,7 @@ from search.proxy import REFERENCE, compare, make_protocols, report, tau, tau_in
 from .conftest import SPACE
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = {"name": "digits", "limit": 200}
+DATA = {"name": "digits", "limit": 100}
 TRAIN = {"epochs": 1, "batch_size": 32}
 PROTOCOLS = {"small": {}, "tiny": {"data": {"size": 16}}}
 
@@ -37,13 +37,16 @@ def _protocols(longer: int = 2):
 def test_the_reference_is_the_first_protocol_trained_longer_from_other_seeds():
     small, tiny, reference = _protocols(longer=3)
     assert (small.name, tiny.name, reference.name) == ("small", "tiny", REFERENCE)
-    assert tiny.data == DataSettings(name="digits", limit=200, size=16) and tiny.overrides == {"data.size": 16}
+    assert tiny.data == DataSettings(name="digits", limit=100, size=16) and tiny.overrides == {"data.size": 16}
     assert reference.data == small.data
     assert reference.train.epochs == 3 * small.train.epochs and reference.train.repeats == 1
     # runs 0 and 1 train from seeds 0 and 1: the reference from neither
     assert reference.train.seed not in (*small.train.seeds, *small.train.after().seeds)
     with_repeats = make_protocols(DATA, {**TRAIN, "repeats": 2}, PROTOCOLS, ["small"], 4)
     assert with_repeats[-1].train.seed == 4 and with_repeats[-1].train.repeats == 1  # after seeds 0-1 and 2-3
+    # a later protocol that averages seeds pushes the reference's seed past its runs too
+    mixed = make_protocols(DATA, TRAIN, {**PROTOCOLS, "x3": {"train": {"repeats": 3}}}, ["small", "x3"], 4)
+    assert mixed[-1].train.seed == 6 and mixed[-1].data == mixed[0].data and mixed[-1].train.repeats == 1
 
 
 @pytest.mark.parametrize(
