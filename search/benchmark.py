@@ -58,7 +58,7 @@ from archgen.fileio import write_atomic, write_csv, write_json  # noqa: E402
 from archgen.report import markdown_table  # noqa: E402
 from archgen.zoo import CONF_DIR  # noqa: E402
 
-from .__main__ import make_problem, open_study  # noqa: E402
+from .__main__ import make_problem, open_storage, open_study  # noqa: E402
 from .data import is_int, is_real  # noqa: E402
 from .evaluate import TrainResult, TrainSettings  # noqa: E402
 from .parallel import Job, train_all  # noqa: E402
@@ -189,8 +189,6 @@ def load(cfg: DictConfig) -> tuple[Settings, DictConfig]:
 
 def _worker(search: dict[str, Any], settings: Settings, study_name: str, storage: str) -> None:
     """One search worker: its own problem (data loaded once), trials until the study holds ``n_trials``."""
-    from .__main__ import open_storage
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     strategy = make_strategy("pareto", {"population": settings.population})
     problem = make_problem(OmegaConf.create(search), strategy.name)
@@ -206,8 +204,6 @@ def _study_config(search: DictConfig, out_dir: Path) -> DictConfig:
 
 def recorded_budget(search: DictConfig, out_dir: Path) -> float | None:
     """The constraint a resumed study was searched with (the base, re-measured, would move it a little)."""
-    from .__main__ import open_storage
-
     cfg = _study_config(search, out_dir)
     try:
         study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage))
