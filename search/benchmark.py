@@ -225,7 +225,8 @@ def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir
     container["budget_ms"] = problem.budget_ms  # type: ignore[index]
     bar = tqdm(total=settings.n_trials, initial=finished(study), desc="search trials", file=sys.stderr, dynamic_ncols=True)
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(container, settings, study.study_name, storage))
+    # daemons: a benchmark that ends, however it ends in Python, takes its workers with it
+    workers = [context.Process(target=_worker, args=(container, settings, study.study_name, storage), daemon=True)
                for _ in range(min(settings.workers, todo))]
     try:
         for w in workers:
