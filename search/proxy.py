@@ -306,7 +306,7 @@ def compare(
                 key = _key(p, choice, settings)
                 stub = Evaluation(p.name, a, r, settings.seeds_label, math.nan, math.nan, 0.0, key)
                 if key in known:
-                    done.append(dataclasses.replace(known[key], arch=a, run=r))
+                    done.append(dataclasses.replace(known[key], protocol=p.name, arch=a, run=r))  # a protocol renamed keeps its trainings
                 else:
                     jobs.append((Job(spaces[shape].apply(choice), p.data, settings), stub))
     if saved is not None and done:
