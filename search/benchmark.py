@@ -31,7 +31,6 @@ what the comparison uses). ``quick=true`` is the same pipeline on tiny settings,
 
 from __future__ import annotations
 
-import io
 import math
 import multiprocessing
 import statistics
@@ -42,29 +41,26 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import hydra
-import matplotlib
+import matplotlib.pyplot as plt  # its backend: search.report sets the file-only one before any figure
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
-matplotlib.use("Agg")
+from archgen import ModelSpec, SpecError, build, count
+from archgen.cli import run_app
+from archgen.cost.latency import Latency, describe, measure_side_by_side
+from archgen.fileio import write_atomic, write_csv, write_json
+from archgen.report import markdown_table
+from archgen.zoo import CONF_DIR
 
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from archgen import ModelSpec, SpecError, build, count  # noqa: E402
-from archgen.cli import run_app  # noqa: E402
-from archgen.cost.latency import Latency, describe, measure_side_by_side  # noqa: E402
-from archgen.fileio import write_atomic, write_csv, write_json  # noqa: E402
-from archgen.report import markdown_table  # noqa: E402
-from archgen.zoo import CONF_DIR  # noqa: E402
-
-from .__main__ import make_problem, open_storage, open_study  # noqa: E402
-from .data import is_int, is_real  # noqa: E402
-from .evaluate import TrainResult, TrainSettings  # noqa: E402
-from .parallel import Job, train_all  # noqa: E402
-from .problem import Problem  # noqa: E402
-from .strategies import make_strategy  # noqa: E402
-from .strategies.common import completed, finished  # noqa: E402
+from .__main__ import make_problem, open_storage, open_study
+from .data import is_int, is_real
+from .evaluate import TrainResult
+from .parallel import Job, train_all
+from .problem import Problem
+from .report import save_figure
+from .strategies import make_strategy
+from .strategies.common import completed, finished
 
 PROG = "search.benchmark"
 WIDTH_RANGE = (0.1, 3.0)  # where the width-scaled baseline is looked for
@@ -285,9 +281,8 @@ def match_width(problem: Problem, target: ModelSpec, tolerance: float) -> tuple[
 
 def retrain(problem: Problem, networks: Sequence[Network], settings: Settings, workers: int) -> list[Network]:
     """Each network's proxy trained from ``fresh_seeds`` seeds after the trials', ``longer`` x the epochs."""
-    trials = problem.evaluator_settings
-    assert isinstance(trials, TrainSettings)
-    fresh = replace(trials.after(settings.fresh_seeds), epochs=trials.epochs * settings.longer)
+    fresh = problem.fresh_settings(settings.fresh_seeds)
+    fresh = replace(fresh, epochs=fresh.epochs * settings.longer)
     seeds = list(fresh.seeds)
     jobs = [Job(n.proxy, problem.data_settings, replace(fresh, seed=s, repeats=1)) for n in networks for s in seeds]
     print(f"training {len(networks)} networks again from seeds {seeds[0]}-{seeds[-1]}, {fresh.epochs} epochs "
@@ -319,10 +314,7 @@ def plot(path: Path, comparisons: Sequence[Comparison], base: Network) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 COLUMNS = ("budget", "network", "latency (ms)", "p10-p90 (ms)", "accuracy (mean ± std)", "seeds",

@@ -106,7 +106,7 @@ def plot_pareto(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -> None:
@@ -122,10 +122,11 @@ def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -
     fig = ax.get_figure()
     fig.set_size_inches(7, 4.5)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
+    """A figure as a PNG file, written atomically; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")  # "tight": Optuna puts its legend outside the axes
     plt.close(fig)
