@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,10 +37,11 @@ from archgen.cost.latency import LatencySettings, describe, fingerprint, measure
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, is_int
-from .evaluate import EVALUATORS
+from .data import DataSettings, is_int, is_real
+from .evaluate import EVALUATORS, TrainSettings
 from .problem import Problem
-from .report import SUMMARY, Entry, plot_history, plot_pareto, report_md, write_trials
+from .pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
+from .report import SUMMARY, Entry, plot_history, plot_intermediate, plot_pareto, report_md, write_trials
 from .strategies import STRATEGIES, make_strategy
 from .strategies.common import completed, finished
 from .strategies.sampled import pareto_front
@@ -105,19 +107,30 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise SpecError(f"storage {url!r}: cannot open it ({str(e).splitlines()[0]})") from None
 
 
+def make_study_pruner(cfg: DictConfig, problem: Problem, strategy_name: str) -> optuna.pruners.BasePruner:
+    """The pruner named by ``pruner=``, set up by ``pruning.*`` (none where the config has none)."""
+    name = str(cfg.get("pruner") or "none")
+    check_pruner(name, strategy_name)
+    settings = load_settings(PruningSettings, "pruning", _section(cfg, "pruning"))
+    train = problem.evaluator_settings
+    max_epochs = train.epochs * train.repeats if isinstance(train, TrainSettings) else 1
+    return make_pruner(name, settings, max_epochs)
+
+
 def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) -> optuna.Study:
     """Create the study, or load it to resume; a study made with other settings is refused."""
     storage = open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}")
+    pruner = make_study_pruner(cfg, problem, strategy.name)
     name = cfg.study_name or f"{problem.space.name}-{strategy.name}-{problem.budget_ms:g}ms-{out_dir.name}"
     identity = {"space": problem.space.source, "budget_ms": problem.budget_ms, "strategy": strategy.name,
                 "evaluator": problem.evaluator, "data": problem.data.name, "latency": problem.latency.source}
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed),
+            study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed), pruner=pruner,
             directions=list(strategy.directions), load_if_exists=True,
         )
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
-        study = optuna.load_study(study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed))
+        study = optuna.load_study(study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed), pruner=pruner)
     recorded = study.user_attrs.get("identity")
     if recorded is None:
         study.set_user_attr("identity", identity)
@@ -161,6 +174,22 @@ class Progress:
 
 class Interrupted(Exception):
     """Ctrl-C: the search stops after the trial that was running."""
+
+
+class TimeUp(Exception):
+    """``timeout_min`` has passed: the search stops after the trial that was running, and reports."""
+
+
+class Deadline:
+    """A trial callback that ends the search once ``minutes`` have passed since it was made
+    (the trial running then finishes and is stored): searches compared at equal wall-clock time."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.end = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.end is not None and time.monotonic() >= self.end:
+            raise TimeUp
 
 
 class StopOnCtrlC:
@@ -272,6 +301,10 @@ def report_networks(problem: Problem, best: FrozenTrial | None, best_spec: Any, 
 def report_notes(cfg: DictConfig, problem: Problem, study: optuna.Study, best: FrozenTrial | None, base_info: dict[str, Any],
                  final: bool) -> list[str]:
     notes = [v for k, v in study.user_attrs.items() if k == "netadapt_stop"]
+    tuned = study.user_attrs.get("netadapt_final")
+    if tuned is not None:
+        notes.append(f"NetAdapt's long-term fine-tune: trial {tuned['trial']} trained {tuned['epochs']} more epochs from "
+                     f"its weights reaches {problem.metric} {tuned['accuracy']:.4f} (weights: best.pt)")
     if final and cfg.baselines and "scaled" not in base_info:
         notes.append(f"no width multiplier in {WIDTHS[0]:g}-{WIDTHS[-1]:g} brings the base within the budget "
                      f"({problem.latency.source} latency), so there is no width-scaled baseline")
@@ -300,23 +333,35 @@ def write_outputs(
         fresh = fresh_scores(problem, study, best, base_info, cfg.fresh_seeds)
         entries = remeasure(problem, report_networks(problem, best, best_spec, base_info), fresh)
     write_trials(out_dir / "trials.csv", study, metric)
+    tuned = study.user_attrs.get("netadapt_final")
+    if tuned is not None and Path(tuned["weights"]).is_file():  # NetAdapt's chosen network, trained
+        write_atomic(out_dir / "best.pt", Path(tuned["weights"]).read_bytes())
     front = pareto_front(completed(study), problem)
     marks = {f"best (trial {best.number})": (best.user_attrs["latency_ms"], best.user_attrs[metric])} if best else {}
     for label, info in base_info.items():
         marks["base" if label == "base" else f"base x {info['width_mult']:g}"] = (info["latency_ms"], info["score"])
     plot_pareto(out_dir / "pareto.png", trials, metric, problem.budget_ms, marks, front)
+    objective = "reward ACC x (LAT/T)^w" if strategy.name == "mnasnet" else metric
     if completed(study):
-        objective = "reward ACC x (LAT/T)^w" if strategy.name == "mnasnet" else metric
         plot_history(out_dir / "history.png", study, metric, objective)
+    if any(t.intermediate_values for t in trials):
+        plot_intermediate(out_dir / "intermediate.png", study, objective)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
+    early = sum("pruned_at_epoch" in t.user_attrs for t in trials)
+    pruned = ", ".join(part for part in (f"{counts['pruned'] - early} pruned over the budget" if counts["pruned"] > early else "",
+                                         f"{early} pruned early by the pruner" if early else "") if part) or "0 pruned"
+    throughput = [t.user_attrs["images_per_s"] for t in completed(study) if "images_per_s" in t.user_attrs]
+    evaluator = (f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x"
+                 f"{problem.data.size}, {problem.data.num_classes} classes), {problem.runtime.describe()}")
+    if throughput:
+        evaluator += f", {statistics.fmean(throughput):.0f} training images/s (mean over the trials)"
     settings = {
         "space": f"{problem.space.name} (base {problem.space.base.name})",
         "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source}",
         "strategy": f"{strategy.name} {strategy}",
-        "evaluator": f"{problem.evaluator} on {problem.data.name} ({problem.data.in_chans}x{problem.data.size}x"
-                     f"{problem.data.size}, {problem.data.num_classes} classes)",
-        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed, "
-                 f"{counts['pruned']} pruned over the budget)",
+        "evaluator": evaluator,
+        "pruner": type(study.pruner).__name__,
+        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed, {pruned})",
         "run time": f"{time.perf_counter() - started:.0f} s" + ("" if final else " (interrupted)"),
     }
     write_atomic(out_dir / "report.md", report_md(
@@ -325,8 +370,11 @@ def write_outputs(
         front=front if strategy.name == "pareto" else [], notes=report_notes(cfg, problem, study, best, base_info, final),
     ))
     summary = {
-        "space": problem.space.name, "strategy": strategy.name, "budget_ms": problem.budget_ms, "metric": metric,
-        "study_name": study.study_name, "trials": len(trials), **counts,
+        "space": problem.space.name, "strategy": strategy.name, "pruner": str(cfg.get("pruner") or "none"),
+        "budget_ms": problem.budget_ms, "metric": metric,
+        "study_name": study.study_name, "trials": len(trials), **counts, "pruned_early": early,
+        "runtime": problem.runtime.describe(),
+        "images_per_s": statistics.fmean(throughput) if throughput else None,
         "best_trial": best.number if best else None,
         "score": best.user_attrs[metric] if best else None,
         "latency_ms": entries["best"].latency.median_ms if "best" in entries else None,
@@ -339,6 +387,7 @@ def write_outputs(
         **{f"{prefix}fresh_score": entries[key].fresh_mean if key in entries else None
            for key, prefix in (("best", ""), ("base", "base_"), ("scaled", "scaled_"))},
         "entries": {k: e.to_dict() for k, e in entries.items()},
+        "netadapt_final_score": (study.user_attrs.get("netadapt_final") or {}).get("accuracy"),
         "interrupted": not final,
     }
     write_json(out_dir / SUMMARY, summary)
@@ -353,7 +402,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise SpecError(f"n_trials must be an integer >= 1, got {cfg.n_trials!r}")
     if not is_int(cfg.fresh_seeds) or cfg.fresh_seeds < 0:
         raise SpecError(f"fresh_seeds must be an integer >= 0, got {cfg.fresh_seeds!r}")
+    timeout = cfg.get("timeout_min")
+    if timeout is not None and not (is_real(timeout) and timeout > 0):
+        raise SpecError(f"timeout_min must be a positive number of minutes or null, got {timeout!r}")
     strategy = make_strategy(str(cfg.strategy), _section(cfg, str(cfg.strategy)))
+    check_pruner(str(cfg.get("pruner") or "none"), strategy.name)
     problem = make_problem(cfg, strategy.name)
     check_budget(problem)
     study = open_study(cfg, problem, strategy, out_dir)
@@ -361,7 +414,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     progress = Progress(study, cfg.n_trials, problem.metric, bool(cfg.progress))
     try:
         with StopOnCtrlC() as stop:
-            strategy.run(problem, study, cfg.n_trials, [progress, stop])
+            strategy.run(problem, study, cfg.n_trials, [progress, stop, Deadline(timeout)])
+    except TimeUp:
+        print(f"{PROG}: timeout_min={timeout:g} reached after {finished(study)} trials", file=sys.stderr)
     except (Interrupted, KeyboardInterrupt):
         progress.close()
         write_outputs(cfg, out_dir, problem, strategy, study, started, final=False)
@@ -387,6 +442,7 @@ def main() -> None:
     argv = sys.argv[1:]
     check_choices(PROG, argv, "strategy", sorted(STRATEGIES))
     check_choices(PROG, argv, "evaluator", sorted(EVALUATORS))
+    check_choices(PROG, argv, "pruner", list(PRUNERS))
     check_choices(PROG, argv, "data", sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml")))
     _hydra_main()
 

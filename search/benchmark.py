@@ -56,7 +56,7 @@ from archgen.zoo import CONF_DIR
 from .__main__ import make_problem, open_storage, open_study
 from .data import is_int, is_real
 from .evaluate import TrainResult
-from .parallel import Job, train_all
+from .parallel import Job, pin, train_all
 from .problem import Problem
 from .report import save_figure
 from .strategies import make_strategy
@@ -183,8 +183,10 @@ def load(cfg: DictConfig) -> tuple[Settings, DictConfig]:
     return settings, search
 
 
-def _worker(search: dict[str, Any], settings: Settings, study_name: str, storage: str) -> None:
-    """One search worker: its own problem (data loaded once), trials until the study holds ``n_trials``."""
+def _worker(index: int, search: dict[str, Any], settings: Settings, study_name: str, storage: str) -> None:
+    """Search worker ``index``: pinned to its share of the cores, its own problem (data loaded
+    once), trials until the study holds ``n_trials``."""
+    pin(index, settings.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     strategy = make_strategy("pareto", {"population": settings.population})
     problem = make_problem(OmegaConf.create(search), strategy.name)
@@ -222,8 +224,8 @@ def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir
     bar = tqdm(total=settings.n_trials, initial=finished(study), desc="search trials", file=sys.stderr, dynamic_ncols=True)
     context = multiprocessing.get_context("spawn")
     # daemons: a benchmark that ends, however it ends in Python, takes its workers with it
-    workers = [context.Process(target=_worker, args=(container, settings, study.study_name, storage), daemon=True)
-               for _ in range(min(settings.workers, todo))]
+    workers = [context.Process(target=_worker, args=(i, container, settings, study.study_name, storage), daemon=True)
+               for i in range(min(settings.workers, todo))]
     try:
         for w in workers:
             w.start()

@@ -1,9 +1,12 @@
-"""Datasets of the search's accuracy evaluators, held in memory as tensors.
+"""Datasets of the search's accuracy evaluators, held in memory as tensors, or streamed from disk.
 
 A search trains or scores many architectures on the same data, so each dataset is decoded,
 resized and normalised once into ``(N, C, size, size)`` float tensors and cached per
-``DataSettings`` for the life of the process. Splits are stratified and seeded: the same
-settings give the same samples.
+``DataSettings`` for the life of the process. A set whose tensors would not fit
+(``data.memory_limit_gb``; ``data.in_memory`` overrides the choice) is streamed instead: each
+batch decoded from its files by a ``DataLoader``'s worker processes, in pinned memory when it goes
+to a GPU, normalised with the mean and deviation of up to 1,000 of its training images. Splits
+are stratified and seeded: the same settings give the same samples.
 
 * ``digits`` (the default): the UCI optical recognition of handwritten digits set as
   scikit-learn ships it (``sklearn.datasets.load_digits``: 1797 8x8 grey images, 10
@@ -22,10 +25,10 @@ import functools
 import gzip
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,6 +39,8 @@ from torchvision.datasets import CIFAR10, FashionMNIST, ImageFolder, VisionDatas
 from torchvision.transforms.functional import pil_to_tensor
 
 from archgen import SpecError
+
+from .device import owned_cores
 
 
 def check_setting(setting: str, value: object, ok: bool, expected: str) -> None:
@@ -64,6 +69,9 @@ class DataSettings:
     seed: int = 0  # of the splits and of the ``limit`` subset
     download: bool = False  # cifar10, fashion_mnist: download into root when it is not there
     limit: int | None = 5000  # at most this many training samples (a stratified subset); None: all
+    in_memory: bool | None = None  # None: in memory when the decoded images fit memory_limit_gb, else streamed
+    memory_limit_gb: float = 4.0  # the most the decoded images of both splits may take in memory
+    workers: int | None = None  # DataLoader worker processes of a streamed set; None: min(4, the cores this process owns)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -73,24 +81,9 @@ class DataSettings:
         check_setting("data.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("data.download", self.download, isinstance(self.download, bool), "true or false")
         check_setting("data.limit", self.limit, self.limit is None or (is_int(self.limit) and self.limit >= 1), "a positive integer or null")
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A train and a validation split: normalised float images ``(N, C, size, size)``, int64 labels ``(N,)``.
-
-    ``load_data`` hands the same object to every caller with the same settings: treat the
-    tensors as read-only.
-    """
-
-    name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    in_chans: int
-    num_classes: int
-    size: int
+        check_setting("data.in_memory", self.in_memory, self.in_memory is None or isinstance(self.in_memory, bool), "true, false or null")
+        check_setting("data.memory_limit_gb", self.memory_limit_gb, is_real(self.memory_limit_gb) and self.memory_limit_gb > 0, "a positive number")
+        check_setting("data.workers", self.workers, self.workers is None or (is_int(self.workers) and self.workers >= 0), "an integer >= 0 or null")
 
 
 @dataclass(frozen=True)
@@ -106,6 +99,74 @@ class _Source:
     train: _Split
     test: _Split | None  # the official test split, where the dataset has one
     num_classes: int
+
+
+class StreamedImages(torch.utils.data.Dataset):
+    """A split's images decoded from disk one by one, resized and normalised as the in-memory ones are."""
+
+    def __init__(self, split: _Split, indices: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.split, self.indices, self.mean, self.std = split, indices, mean[0], std[0]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return (self.split.images(self.indices[i : i + 1])[0] - self.mean) / self.std
+
+
+Images = torch.Tensor | StreamedImages
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train and a validation split: normalised float images ``(N, C, size, size)`` (in memory,
+    or ``StreamedImages``), int64 labels ``(N,)``. Read the images through ``batches``, which
+    serves both forms.
+
+    ``load_data`` hands the same object to every caller with the same settings: treat the
+    tensors as read-only.
+    """
+
+    name: str
+    train_x: Images
+    train_y: torch.Tensor
+    val_x: Images
+    val_y: torch.Tensor
+    in_chans: int
+    num_classes: int
+    size: int
+    workers: int = 0  # DataLoader worker processes, for streamed images
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train_x, StreamedImages)
+
+    def to(self, device: torch.device) -> Dataset:
+        """The same data with its tensors on ``device`` (itself on the CPU), copied once per process;
+        streamed images stay on disk and travel batch by batch."""
+        return self if device.type == "cpu" else _on_device(self, str(device))
+
+    def batches(self, split: str, indices: Iterable[torch.Tensor], pin: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) of each batch of sample indices of ``split`` ("train" or "val").
+
+        In memory, a batch is gathered where the tensors are; streamed, a ``DataLoader`` decodes
+        the batches ahead in ``workers`` processes (in pinned memory with ``pin``, for an
+        asynchronous copy to a GPU), in the order given."""
+        x, y = (self.train_x, self.train_y) if split == "train" else (self.val_x, self.val_y)
+        if isinstance(x, torch.Tensor):
+            for idx in indices:
+                idx = idx.to(x.device)
+                yield x[idx], y[idx]
+            return
+        order = [idx.tolist() for idx in indices]
+        loader = torch.utils.data.DataLoader(x, batch_sampler=order, num_workers=self.workers, pin_memory=pin)
+        for images, idx in zip(loader, order):
+            yield images, y[torch.tensor(idx, device=y.device)]
+
+    def sequential(self, split: str, batch_size: int, full: bool = False) -> list[torch.Tensor]:
+        """The indices of ``split`` in order, in batches of ``batch_size`` (only full ones with ``full``)."""
+        n = len(self.train_y if split == "train" else self.val_y)
+        return list(torch.arange(n // batch_size * batch_size if full else n).split(batch_size))
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -283,17 +344,39 @@ def load_data(settings: DataSettings) -> Dataset:
         # as many validation samples as val_fraction sets aside where there is no test split,
         # so that the proportions, and the time a validation takes, are alike across datasets
         _, val_idx = _stratified(val.targets, round(len(train_idx) * fraction / (1 - fraction)), seed, val_split)
-    train_x, val_x = train.images(train_idx), val.images(val_idx)
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    channels = train.images(train_idx[:1]).shape[1]
+    gigabytes = (len(train_idx) + len(val_idx)) * channels * settings.size**2 * 4 / 2**30
+    in_memory = gigabytes <= settings.memory_limit_gb if settings.in_memory is None else settings.in_memory
+    if in_memory:
+        train_x, val_x = train.images(train_idx), val.images(val_idx)
+        sample = train_x
+    else:  # the normalisation of up to 1,000 training images, drawn with the splits' seed
+        few = np.sort(np.random.default_rng(seed).permutation(len(train_idx))[:1000])
+        sample = train.images(train_idx[few])
+    mean = sample.mean(dim=(0, 2, 3), keepdim=True)
     # a constant channel has std 0 and is all 0 once centred: keep it 0 rather than 0 / 0
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    std = sample.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    if in_memory:
+        train_x, val_x = (train_x - mean) / std, (val_x - mean) / std
+    else:
+        train_x, val_x = StreamedImages(train, train_idx, mean, std), StreamedImages(val, val_idx, mean, std)
+    workers = min(4, owned_cores()) if settings.workers is None else settings.workers
     return Dataset(
         name=settings.name,
-        train_x=(train_x - mean) / std,
+        train_x=train_x,
         train_y=torch.from_numpy(train.targets[train_idx]).long(),
-        val_x=(val_x - mean) / std,
+        val_x=val_x,
         val_y=torch.from_numpy(val.targets[val_idx]).long(),
-        in_chans=train_x.shape[1],
+        in_chans=channels,
         num_classes=source.num_classes,
         size=settings.size,
+        workers=0 if in_memory else workers,
     )
+
+
+@functools.lru_cache(maxsize=2)
+def _on_device(data: Dataset, device: str) -> Dataset:
+    # a set held in memory fits a GPU's memory too (memory_limit_gb), and there every batch is
+    # gathered without a host-to-device copy; streamed images stay where they are
+    keys = ("train_y", "val_y") if data.streamed else ("train_x", "train_y", "val_x", "val_y")
+    return replace(data, **{k: getattr(data, k).to(device) for k in keys})

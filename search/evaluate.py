@@ -16,12 +16,11 @@ the data, or a bad setting, raises ``archgen.SpecError``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +29,7 @@ from torch import nn
 from archgen import ModelSpec, SpecError, build
 
 from .data import Dataset, check_setting, is_int, is_real
+from .device import DEVICE_CHOICES, PRECISIONS, Runtime, is_device_name
 
 # Activations whose output is positive exactly when their input is, so that ``output > 0`` is
 # the unit's on/off state, the binary code of Mellor et al. Gates (sigmoid, hard sigmoid) are
@@ -64,6 +64,9 @@ class TrainSettings:
     (1 channel, 32x32) to about 98 % on digits in about 25 s on one CPU thread."""
 
     epochs: int = 4
+    # this many optimiser steps instead of `epochs` epochs (NetAdapt's short-term fine-tuning of
+    # a proposal, Yang et al. 2018 Sec. 3); the schedule then spans them
+    steps: int | None = None
     # small batches: 4x the steps of 64 for 1.4x the time on a CPU, and about 2.5x less seed
     # noise. The last incomplete batch of an epoch is dropped: BatchNorm needs > 1 sample
     batch_size: int = 16
@@ -80,12 +83,20 @@ class TrainSettings:
     # seed moves a short training's accuracy by about as much as the architecture does, and the
     # mean of n seeds has 1/sqrt(n) of that noise
     repeats: int = 1
-    # torch CPU threads while training. 1: results do not depend on the machine's core count, and
-    # nets this small gain little from more (~1.4x from 2); None: leave torch's setting
-    threads: int | None = 1
+    # where and how (search.device): auto (CUDA when present), cpu, cuda or cuda:<index>
+    device: str = "auto"
+    precision: str = "auto"  # auto (CUDA: bf16, else fp16 with a grad scaler; CPU: fp32), fp32, bf16, fp16
+    channels_last: bool | None = None  # None: on CUDA only (python -m search.throughput measures the CPU)
+    compile: bool = False  # torch.compile the training step's model (python -m search.throughput measures it)
+    deterministic: bool = False  # CUDA: deterministic kernels, no cudnn.benchmark (the CPU's always are)
+    # torch CPU threads. None: every core this process may run on (all of them for one worker;
+    # search.parallel pins each worker to its share). A fixed count repeats results bit for bit
+    # across machines; the same count on the same machine always does
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_setting("train.epochs", self.epochs, is_int(self.epochs) and self.epochs >= 1, "a positive integer")
+        check_setting("train.steps", self.steps, self.steps is None or (is_int(self.steps) and self.steps >= 1), "a positive integer or null")
         check_setting("train.batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 2, "an integer >= 2")
         check_setting("train.lr", self.lr, is_real(self.lr) and self.lr > 0, "a positive number")
         check_setting("train.warmup_epochs", self.warmup_epochs, is_real(self.warmup_epochs) and self.warmup_epochs >= 0, "a number >= 0")
@@ -96,6 +107,15 @@ class TrainSettings:
         check_setting("train.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("train.repeats", self.repeats, is_int(self.repeats) and self.repeats >= 1, "a positive integer")
         _check_threads("train.threads", self.threads)
+        check_setting("train.device", self.device, is_device_name(self.device), DEVICE_CHOICES)
+        check_setting("train.precision", self.precision, self.precision in PRECISIONS, f"one of: {', '.join(PRECISIONS)}")
+        check_setting("train.channels_last", self.channels_last, self.channels_last is None or isinstance(self.channels_last, bool), "true, false or null")
+        check_setting("train.compile", self.compile, isinstance(self.compile, bool), "true or false")
+        check_setting("train.deterministic", self.deterministic, isinstance(self.deterministic, bool), "true or false")
+
+    def runtime(self) -> Runtime:
+        """These settings resolved on this machine; CUDA asked for where there is none is a ``SpecError``."""
+        return Runtime.resolve("train", self.device, self.precision, self.channels_last, self.threads, self.deterministic)
 
     @property
     def seeds(self) -> range:
@@ -117,12 +137,19 @@ class NaswotSettings:
 
     batch_size: int = 64  # images in the minibatch; K is batch_size x batch_size
     seed: int = 0  # of the initial weights and the minibatch
-    threads: int | None = 1  # torch CPU threads, as for training; None: leave torch's setting
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:<index>
+    threads: int | None = None  # torch CPU threads, as for training; None: the cores this process may run on
 
     def __post_init__(self) -> None:
         check_setting("naswot.batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 2, "an integer >= 2")
         check_setting("naswot.seed", self.seed, is_int(self.seed), "an integer")
+        check_setting("naswot.device", self.device, is_device_name(self.device), DEVICE_CHOICES)
         _check_threads("naswot.threads", self.threads)
+
+    def runtime(self) -> Runtime:
+        # fp32 and the default memory format: the score is a determinant of 0/1 codes, and the
+        # cost is one forward pass, which mixed precision would not shorten by much
+        return Runtime.resolve("naswot", self.device, "fp32", False, self.threads, deterministic=True)
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,10 @@ class TrainResult:
     seconds: float  # wall time of the whole evaluation: build, training, BN statistics, validation, every repeat
     params: int
     accuracies: tuple[float, ...]  # each repeat's, in seed order
+    images_per_s: float = math.nan  # training throughput: images through the training steps per second of them
+    runtime: str = ""  # where it ran: "cpu, 2 threads, fp32" (Runtime.describe)
+    # the last repeat's trained weights (on the CPU), when asked for (NetAdapt carries them on)
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float:
@@ -148,6 +179,9 @@ class NaswotResult:
 
 
 EvalResult = TrainResult | NaswotResult
+# called after each epoch but the last with (epochs trained so far, over the repeats; validation
+# top-1); it may raise to stop the training, as a pruned Optuna trial does
+Report = Callable[[int, float], None]
 
 
 def check_fits(spec: ModelSpec, data: Dataset) -> None:
@@ -162,31 +196,6 @@ def check_fits(spec: ModelSpec, data: Dataset) -> None:
         wrong.append(f"output shape {spec.output_shape}, not {data.num_classes} class logits")
     if wrong:
         raise SpecError(f"{spec.source}: {spec.name} does not fit data {data.name}: {', '.join(wrong)}")
-
-
-@contextlib.contextmanager
-def _reproducible(seed: int, threads: int | None) -> Iterator[None]:
-    """Seed torch's CPU generator, make its kernels deterministic and set the thread count;
-    restore all three afterwards, so that an evaluation leaves the caller's state alone.
-
-    The thread count belongs here too: how a CPU reduction is split between threads changes
-    its rounding, so the same seed repeats bit for bit only with the same number of threads.
-    """
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    num_threads = torch.get_num_threads()
-    # every tensor here lives on the CPU, so its generator is the only one to fork and seed
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        # warn_only: a block with no deterministic kernel still evaluates, with a warning
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-            torch.set_num_threads(num_threads)
 
 
 def _num_params(model: nn.Module) -> int:
@@ -204,7 +213,8 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def optimizer_for(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9, or AdamW, at the peak learning rate and weight decay of ``settings``."""
     lr, weight_decay = settings.lr, settings.weight_decay
     if settings.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -213,95 +223,142 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each image of ``x`` (N, C, H, W) shifted by a random crop of its zero-padded self (pad
-    ``H // 8``; zero is the mean of normalised data) and flipped left-right with probability 1/2."""
+    ``H // 8``; zero is the mean of normalised data) and flipped left-right with probability 1/2.
+    ``generator`` is a CPU generator whatever ``x``'s device, so a seed draws the same crops everywhere."""
     n, _, h, w = x.shape
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad))
     dy, dx = (torch.randint(0, 2 * pad + 1, (n,), generator=generator) for _ in range(2))
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (n, h, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (n, 1, w)
-    crops = padded.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows, cols].permute(0, 3, 1, 2)
-    flip = torch.rand(n, generator=generator) < 0.5
+    index = (torch.arange(n)[:, None, None].to(x.device), rows.to(x.device), cols.to(x.device))
+    crops = padded.permute(0, 2, 3, 1)[index].permute(0, 3, 1, 2)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], crops.flip(3), crops).contiguous()
 
 
 @torch.no_grad()
-def _recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
-    """Replace every BatchNorm's running statistics by their mean over full batches of ``x``."""
+def _recalibrate_bn(model: nn.Module, data: Dataset, batch_size: int, runtime: Runtime) -> None:
+    """Replace every BatchNorm's running statistics by their mean over the full batches of the
+    training images; the model is left in eval mode, with its BatchNorms' momentum as it was."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # None: a cumulative average, every batch weighs the same
         m.train()
-    for i in range(len(x) // batch_size):
-        model(x[i * batch_size : (i + 1) * batch_size])
+    with runtime.autocast():
+        for x, _ in data.batches("train", data.sequential("train", batch_size, full=True), runtime.pin):
+            model(runtime.inputs(x))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     model.eval()
 
 
 @torch.no_grad()
-def _validate(model: nn.Module, data: Dataset, batch_size: int) -> tuple[float, float]:
+def _validate(model: nn.Module, data: Dataset, batch_size: int, runtime: Runtime) -> tuple[float, float]:
     """(mean cross-entropy, top-1 accuracy) on the validation split."""
     model.eval()
-    loss, correct = 0.0, 0
-    for x, y in zip(data.val_x.split(batch_size), data.val_y.split(batch_size)):
-        logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == y).sum().item()
-    return loss / len(data.val_y), correct / len(data.val_y)
+    loss = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    correct = torch.zeros((), dtype=torch.int64, device=runtime.device)
+    with runtime.autocast():
+        for x, y in data.batches("val", data.sequential("val", batch_size), runtime.pin):
+            logits = model(runtime.inputs(x)).float()
+            loss += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+    return loss.item() / len(data.val_y), correct.item() / len(data.val_y)
 
 
-def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSettings()) -> TrainResult:
-    """Train ``spec`` from scratch on ``data.train_*`` and measure top-1 on ``data.val_*``,
-    ``settings.repeats`` times from consecutive seeds, and average.
+def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSettings(), report: Report | None = None,
+          initial: Mapping[str, torch.Tensor] | None = None, keep_weights: bool = False) -> TrainResult:
+    """Train ``spec`` on ``data.train_*`` and measure top-1 on ``data.val_*``, ``settings.repeats``
+    times from consecutive seeds, and average.
 
-    The same spec, data and settings give bit-for-bit the same result on the same machine.
+    ``report``: called after every epoch but the last (the pruning of a search); the extra
+    validations cost time, but change nothing else: the weights, and the result, are the same.
+    ``initial``: weights to start from instead of the seed's (NetAdapt's fine-tuning, a state dict
+    of ``spec``'s network). ``keep_weights``: return the last repeat's trained weights. The same
+    spec, data and settings give bit-for-bit the same result on the same machine
+    (``search.device`` says when a GPU does).
     """
     check_fits(spec, data)
     n, batch_size = len(data.train_y), settings.batch_size
     check_setting("train.batch_size", batch_size, n // batch_size > 0, f"at most the {n} training samples of data {data.name}")
+    runtime = settings.runtime()
+    on_device = data.to(runtime.device)
     start = time.perf_counter()
-    runs = [_train_once(spec, data, settings, seed) for seed in settings.seeds]
-    losses, accuracies, params = zip(*runs)
+    runs = [_train_once(spec, on_device, settings, runtime, seed, k, report, initial) for k, seed in enumerate(settings.seeds)]
+    losses, accuracies, params, images, seconds, weights = zip(*runs)
     return TrainResult(
         accuracy=statistics.fmean(accuracies),
         loss=statistics.fmean(losses),
-        epochs=settings.epochs,
+        epochs=math.ceil((settings.steps or settings.epochs * (n // batch_size)) / (n // batch_size)),
         seconds=time.perf_counter() - start,
         params=params[0],
         accuracies=tuple(accuracies),
+        images_per_s=sum(images) / sum(seconds) if sum(seconds) > 0 else math.nan,
+        runtime=runtime.describe(),
+        weights={k: v.detach().cpu().clone() for k, v in weights[-1].items()} if keep_weights else None,
     )
 
 
-def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, seed: int) -> tuple[float, float, int]:
-    """One training from ``seed``: (validation loss, top-1, parameters)."""
+def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, runtime: Runtime, seed: int, repeat: int,
+                report: Report | None, initial: Mapping[str, torch.Tensor] | None,
+                ) -> tuple[float, float, int, int, float, dict[str, torch.Tensor]]:
+    """One training from ``seed`` (the ``repeat``-th): validation loss, top-1, parameters, images
+    trained on, the seconds the training steps took, and the trained weights."""
     n, batch_size = len(data.train_y), settings.batch_size
     steps_per_epoch = n // batch_size
-    total_steps = settings.epochs * steps_per_epoch
-    with _reproducible(seed, settings.threads):
-        model = build(spec)
-        optimizer = _optimizer(model, settings)
+    total_steps = settings.steps or settings.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    # a non-finite loss is checked every step on the CPU; on a GPU each check waits for the
+    # device, so it is checked every few dozen steps, and at the end of each epoch
+    check_every = 1 if runtime.device.type == "cpu" else 50
+    with runtime.seeded(seed):
+        model = runtime.model(build(spec))
+        if initial is not None:
+            model.load_state_dict(initial)
+        step_model = torch.compile(model) if settings.compile else model
+        optimizer = optimizer_for(model, settings)
         warmup_steps = round(settings.warmup_epochs * steps_per_epoch)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(warmup_steps, total_steps))
-        order = torch.Generator().manual_seed(seed)
-        model.train()
-        for epoch in range(settings.epochs):
+        scaler = runtime.scaler()
+        order = torch.Generator().manual_seed(seed)  # on the CPU: the same batches and crops on every device
+        finite = torch.ones((), dtype=torch.bool, device=runtime.device)
+        train_seconds = 0.0
+        for epoch in range(epochs):
+            model.train()
+            began = time.perf_counter()
             batches = torch.randperm(n, generator=order)[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size)
-            for step, idx in enumerate(batches):
-                x = augment(data.train_x[idx], order) if settings.augment else data.train_x[idx]
-                logits = model(x)
-                loss = F.cross_entropy(logits, data.train_y[idx], label_smoothing=settings.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise TrialFailed(f"{spec.name}: training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (seed {seed})")
+            batches = batches[: total_steps - epoch * steps_per_epoch]  # the last epoch of a step count may be partial
+            for step, (x, y) in enumerate(data.batches("train", batches, runtime.pin)):
+                x = runtime.inputs(augment(x, order) if settings.augment else x)
+                with runtime.autocast():
+                    logits = step_model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=settings.label_smoothing)
+                finite &= torch.isfinite(loss)
+                if (step + 1) % check_every == 0 or step + 1 == len(batches):
+                    if not finite.item():
+                        raise TrialFailed(f"{spec.name}: training loss is not finite at epoch {epoch + 1}, by step "
+                                          f"{step + 1} (seed {seed})")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 schedule.step()
-        _recalibrate_bn(model, data.train_x, batch_size)
-        val_loss, accuracy = _validate(model, data, batch_size)
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize(runtime.device)
+            train_seconds += time.perf_counter() - began
+            last = repeat == settings.repeats - 1 and epoch == epochs - 1
+            if report is not None and not last:
+                _recalibrate_bn(model, data, batch_size, runtime)
+                report(repeat * epochs + epoch + 1, _validate(model, data, batch_size, runtime)[1])
+        _recalibrate_bn(model, data, batch_size, runtime)
+        val_loss, accuracy = _validate(model, data, batch_size, runtime)
     if not math.isfinite(val_loss):
         raise TrialFailed(f"{spec.name}: validation loss is {val_loss} after training (seed {seed})")
-    return val_loss, accuracy, _num_params(model)
+    return val_loss, accuracy, _num_params(model), total_steps * batch_size, train_seconds, model.state_dict()
 
 
 @torch.no_grad()
@@ -314,7 +371,7 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
     that sends the images into different linear regions has a K close to diagonal, hence a
     large determinant. The paper scores networks in train mode (batch statistics in BatchNorm).
     """
-    kernel = torch.zeros(len(x), len(x), dtype=torch.float64)
+    kernel = torch.zeros(len(x), len(x), dtype=torch.float64, device=x.device)
 
     def accumulate(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         codes = (output > 0).flatten(1).float()
@@ -333,34 +390,43 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def naswot(spec: ModelSpec, data: Dataset, settings: NaswotSettings = NaswotSettings()) -> NaswotResult:
-    """Score ``spec`` at initialisation on a seeded minibatch of ``data.train_x`` (``naswot_score``)."""
+    """Score ``spec`` at initialisation on a seeded minibatch of the training images (``naswot_score``)."""
     check_fits(spec, data)
     n = len(data.train_y)
     check_setting("naswot.batch_size", settings.batch_size, settings.batch_size <= n, f"at most the {n} training samples of data {data.name}")
+    runtime = settings.runtime()
     start = time.perf_counter()
-    with _reproducible(settings.seed, settings.threads):
-        model = build(spec).train()
+    with runtime.seeded(settings.seed):
+        model = runtime.model(build(spec)).train()
         batch = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed))[: settings.batch_size]
-        score = naswot_score(model, data.train_x[batch])
+        images, _ = next(data.batches("train", [batch]))
+        score = naswot_score(model, runtime.inputs(images))
     return NaswotResult(score=score, seconds=time.perf_counter() - start, params=_num_params(model))
 
 
 @dataclass(frozen=True)
 class Evaluator:
-    """An evaluator's settings type (every field has a default) and the function that runs it."""
+    """An evaluator's settings type (every field has a default) and the function that runs it;
+    ``epochs``: whether it trains epoch by epoch, so that a pruner can stop it after one."""
 
     settings: type[TrainSettings] | type[NaswotSettings]
-    run: Callable[[ModelSpec, Dataset, Any], EvalResult]
+    run: Callable[..., EvalResult]
+    epochs: bool
 
 
 EVALUATORS: dict[str, Evaluator] = {
-    "naswot": Evaluator(NaswotSettings, naswot),
-    "train": Evaluator(TrainSettings, train),
+    "naswot": Evaluator(NaswotSettings, naswot, epochs=False),
+    "train": Evaluator(TrainSettings, train, epochs=True),
 }
 
 
-def evaluate(spec: ModelSpec, evaluator: str, data: Dataset, settings: TrainSettings | NaswotSettings | None = None) -> EvalResult:
-    """Run the evaluator named ``evaluator`` on ``spec``; ``settings`` None means its defaults."""
+def evaluate(spec: ModelSpec, evaluator: str, data: Dataset, settings: TrainSettings | NaswotSettings | None = None,
+             report: Report | None = None, initial: Mapping[str, torch.Tensor] | None = None,
+             keep_weights: bool = False) -> EvalResult:
+    """Run the evaluator named ``evaluator`` on ``spec``; ``settings`` None means its defaults.
+    ``report``, ``initial`` and ``keep_weights``: ``train``'s (per-epoch reports for a pruner;
+    weights to start from; the trained weights returned); an evaluator that does not train
+    takes none of them."""
     if evaluator not in EVALUATORS:
         raise SpecError(f"unknown evaluator {evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
     entry = EVALUATORS[evaluator]
@@ -368,4 +434,8 @@ def evaluate(spec: ModelSpec, evaluator: str, data: Dataset, settings: TrainSett
         settings = entry.settings()
     elif not isinstance(settings, entry.settings):
         raise TypeError(f"evaluator {evaluator!r} takes {entry.settings.__name__}, got {type(settings).__name__}")
-    return entry.run(spec, data, settings)
+    if not entry.epochs:
+        if initial is not None or keep_weights:
+            raise SpecError(f"evaluator {evaluator} does not train, so it cannot start from inherited weights")
+        return entry.run(spec, data, settings)
+    return entry.run(spec, data, settings, report=report, initial=initial, keep_weights=keep_weights)

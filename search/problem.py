@@ -26,7 +26,7 @@ from archgen.space import Space
 from archgen.spec import ModelSpec
 
 from .data import DataSettings, load_data
-from .evaluate import EVALUATORS, NaswotSettings, TrainResult, TrialFailed, TrainSettings, evaluate
+from .evaluate import EVALUATORS, EvalResult, NaswotSettings, Report, TrainResult, TrialFailed, TrainSettings, evaluate
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Outcome:
     macs: int
     params: int
     seconds: float  # evaluation time (training or scoring)
+    images_per_s: float | None = None  # evaluator=train: the training's throughput
 
 
 class Problem:
@@ -63,6 +64,7 @@ class Problem:
         self.latency = latency
         self.evaluator = evaluator
         self.evaluator_settings = evaluator_settings
+        self.runtime = evaluator_settings.runtime()  # train.device=cuda without a GPU stops here, before any trial
         self.space = Space(space)
         self.data_settings = data
         self.data = load_data(data)
@@ -71,6 +73,11 @@ class Problem:
         self.table = LatencyTable(latency, cache) if lut or latency.source == "lut" else None
         if self.table is not None and not self.table.calibration.networks:
             self.table.calibrate([self.space.cheapest().spec, self.space.base, self.space.dearest().spec])
+
+    @property
+    def epochs(self) -> bool:
+        """Whether the evaluator trains epoch by epoch (so that a pruner can stop it after one)."""
+        return EVALUATORS[self.evaluator].epochs
 
     @property
     def metric(self) -> str:
@@ -103,12 +110,12 @@ class Problem:
         assert self.table is not None
         return self.table.predict(spec).total_ms
 
-    def score(self, proxy: ModelSpec) -> tuple[float, float]:
-        """The evaluator's figure for a proxy network and the seconds it took."""
-        result = evaluate(proxy, self.evaluator, self.data, self.evaluator_settings)
+    def score(self, proxy: ModelSpec, report: Report | None = None) -> EvalResult:
+        """The evaluator's result for a proxy network; ``report``: per-epoch reports to a pruner."""
+        result = evaluate(proxy, self.evaluator, self.data, self.evaluator_settings, report=report)
         if not math.isfinite(result.score):
             raise TrialFailed(f"{self.evaluator} score is {result.score}")
-        return result.score, result.seconds
+        return result
 
     def fresh_settings(self, n: int) -> TrainSettings:
         """The trials' training from ``n`` seeds no trial uses (those after the trials' seeds)."""
@@ -124,16 +131,35 @@ class Problem:
         assert isinstance(result, TrainResult)
         return result.accuracies
 
-    def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None, latency_ms: float | None = None) -> Outcome:
+    def evaluate(self, params: Mapping[str, Any], spec: ModelSpec | None = None, latency_ms: float | None = None,
+                 report: Report | None = None) -> Outcome:
         """Latency of the deployment network (unless given) and score of the proxy network of one point."""
-        return self.evaluate_specs(spec if spec is not None else self.space.apply(params), self.proxy.apply(params), latency_ms)
+        return self.evaluate_specs(spec if spec is not None else self.space.apply(params), self.proxy.apply(params), latency_ms, report)
 
-    def evaluate_specs(self, spec: ModelSpec, proxy: ModelSpec, latency_ms: float | None = None) -> Outcome:
+    def evaluate_specs(self, spec: ModelSpec, proxy: ModelSpec, latency_ms: float | None = None,
+                       report: Report | None = None) -> Outcome:
         """Latency of ``spec`` (unless given) and score of ``proxy``: a point, or a network outside the space (the base)."""
         latency = self.latency_ms(spec) if latency_ms is None else latency_ms
-        score, seconds = self.score(proxy)
+        result = self.score(proxy, report)
         cost = count(spec)
-        return Outcome(score=score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=seconds)
+        throughput = result.images_per_s if isinstance(result, TrainResult) else None
+        return Outcome(score=result.score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=result.seconds,
+                       images_per_s=throughput)
+
+    def finetune(self, params: Mapping[str, Any], initial: Mapping[str, Any] | None, settings: TrainSettings,
+                 report: Report | None = None, spec: ModelSpec | None = None) -> tuple[Outcome, dict[str, Any]]:
+        """A point's latency and accuracy after training its proxy network with ``settings`` from
+        ``initial`` weights (None: from the seed's), and the trained weights (NetAdapt)."""
+        spec = spec if spec is not None else self.space.apply(params)
+        latency = self.latency_ms(spec)
+        result = evaluate(self.proxy.apply(params), "train", self.data, settings, report=report, initial=initial, keep_weights=True)
+        assert isinstance(result, TrainResult) and result.weights is not None
+        if not math.isfinite(result.score):
+            raise TrialFailed(f"train score is {result.score}")
+        cost = count(spec)
+        outcome = Outcome(score=result.score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=result.seconds,
+                          images_per_s=result.images_per_s)
+        return outcome, result.weights
 
     def base_at_width(self, width_mult: float) -> tuple[ModelSpec, ModelSpec]:
         """The base network (deployment and proxy) at another width multiplier (MnasNet's baseline)."""

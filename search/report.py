@@ -3,9 +3,11 @@
 * ``best.yaml``: the best architecture as an expanded spec (``python -m archgen spec=best.yaml``);
 * ``trials.csv``: every trial of the study, its parameters, figures and state (a failed trial
   with its reason);
-* ``pareto.png``: latency against score for every completed trial, the Pareto front, the budget
-  line, the base network and the base width-scaled to the budget;
+* ``pareto.png``: latency against score for every completed trial (and a pruned one's score
+  when it was stopped), the Pareto front, the budget line, the base network and the base
+  width-scaled to the budget;
 * ``history.png``: Optuna's optimisation history (``optuna.visualization.matplotlib``);
+* ``intermediate.png``: with a pruner, each trial's value after every epoch (pruned ones stop early);
 * ``report.md``: the best found against the base and the width-scaled base (MnasNet's
   comparison, Sec. 5), every latency re-measured on this machine;
 * ``summary.json``: the figures a sweep aggregates into one table of the best per budget.
@@ -68,8 +70,8 @@ def write_trials(path: Path, study: optuna.Study, metric: str) -> None:
     """``trials.csv``: every trial's number, state, score, latency, costs, failure reason and parameters."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params}, key=_param_order)
-    columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "fail_reason",
-               "iteration", "change", *names]
+    columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "images_per_s",
+               "pruned_at_epoch", "pruned_accuracy", "fail_reason", "iteration", "change", *names]
     rows = []
     for t in trials:
         row = {"number": t.number, "state": t.state.name, **t.user_attrs, **t.params}
@@ -98,6 +100,10 @@ def plot_pareto(
     if front:
         ax.plot([t.user_attrs["latency_ms"] for t in front], [t.user_attrs[metric] for t in front], "-o", ms=4,
                 color="tab:orange", label="Pareto front (within budget)")
+    stopped = [t for t in trials if t.state == TrialState.PRUNED and "pruned_accuracy" in t.user_attrs]
+    if stopped:
+        ax.scatter([t.user_attrs["latency_ms"] for t in stopped], [t.user_attrs["pruned_accuracy"] for t in stopped],
+                   s=18, marker="x", color="tab:gray", alpha=0.7, label="pruned (accuracy when stopped)")
     ax.axvline(budget_ms, color="tab:red", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
     for (label, (lat, score)), marker in zip(marks.items(), ("*", "s", "D", "^")):
         ax.scatter([lat], [score], marker=marker, s=110, edgecolor="black", zorder=5, label=label)
@@ -119,6 +125,19 @@ def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -
             ax = optuna.visualization.matplotlib.plot_optimization_history(
                 study, target=lambda t: t.user_attrs[metric], target_name=metric
             )
+    fig = ax.get_figure()
+    fig.set_size_inches(7, 4.5)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_intermediate(path: Path, study: optuna.Study, objective: str) -> None:
+    """Optuna's per-epoch values of every trial that reported (pruned ones stop early)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{objective} after the epoch")
     fig = ax.get_figure()
     fig.set_size_inches(7, 4.5)
     fig.tight_layout()
@@ -179,7 +198,7 @@ def report_md(
 
 # -- python -m search -m ... : one table of the best per job --------------------------------------
 
-SWEEP_COLUMNS = ("job", "space", "strategy", "budget_ms", "best_trial", "latency_ms", "meets_budget", "metric", "score",
+SWEEP_COLUMNS = ("job", "space", "strategy", "budget_ms", "pruner", "trials", "complete", "pruned_early", "best_trial", "latency_ms", "meets_budget", "metric", "score",
                  "fresh_score", "base_latency_ms", "base_score", "base_fresh_score", "scaled_width", "scaled_latency_ms",
                  "scaled_score", "scaled_fresh_score")
 

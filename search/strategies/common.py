@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import traceback
 from typing import Any, Callable
 
 import optuna
@@ -25,6 +27,8 @@ def record(trial: optuna.Trial, problem: Problem, outcome: Outcome) -> None:
     trial.set_user_attr("macs", outcome.macs)
     trial.set_user_attr("num_params", outcome.params)
     trial.set_user_attr("eval_seconds", outcome.seconds)
+    if outcome.images_per_s is not None:
+        trial.set_user_attr("images_per_s", outcome.images_per_s)
     trial.set_constraint("latency_over_budget_ms", outcome.latency_ms - problem.budget_ms)  # > 0: infeasible
 
 
@@ -32,6 +36,14 @@ def guarded(trial: optuna.Trial, fn: Callable[[], Any]) -> Any:
     """Run ``fn``; a failure the search goes past is re-raised with its reason on the trial."""
     try:
         return fn()
+    except torch.OutOfMemoryError as e:  # the GPU's
+        trial.set_user_attr("fail_reason", f"out of memory: {str(e).splitlines()[0]}")
+        # the trial's tensors live on in its frames, which the exception holds: drop them, then
+        # hand the cached blocks back, so that the next trial starts with the whole GPU
+        traceback.clear_frames(e.__traceback__)
+        gc.collect()
+        torch.cuda.empty_cache()
+        raise
     except TRIAL_ERRORS as e:
         trial.set_user_attr("fail_reason", str(e))
         raise

@@ -10,32 +10,48 @@ is briefly trained (an Optuna trial); the most accurate becomes the next network
 stops when the table says the network meets the budget, when no unit can make the step, or at
 ``max_iterations`` / ``n_trials``.
 
-NetAdapt fine-tunes each proposal from the previous network's weights; archgen's proposals are
-points of a space whose widths and kernels change, so each is trained from scratch with the
-search's evaluator (its short training is the "short-term fine-tune").
+Each proposal starts from the current network's weights (``archgen.inherit``: a kept block
+keeps its weights, a shrunk one the channels or kernel taps of the largest L1 norm) and is
+fine-tuned for ``short_steps`` steps: NetAdapt's short-term fine-tune. The first network is
+the base (its nearest point of the space) trained from scratch with ``train.*``. When the
+search stops, the chosen network is fine-tuned for ``long_epochs`` epochs from its weights, the
+paper's long-term fine-tune; its accuracy is the study's ``netadapt_final``. With
+``inherit=false``, or an evaluator that does not train (``naswot``), each proposal is
+evaluated from scratch instead.
 
 Resuming: the accepted proposal of iteration i is stored on the study (user attribute
-``netadapt_iter_<i>``), and a proposal already evaluated in the study is not evaluated again.
+``netadapt_iter_<i>``); a proposal already evaluated in the study in the same iteration is not
+evaluated again. The weights a resumed search needs (the accepted network's, and those of the
+current iteration's proposals) are kept in ``weights_dir/<study name>``; older ones are deleted.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from archgen import SpecError
+from archgen import SpecError, build
+from archgen.fileio import write_atomic
+from archgen.inherit import inherit
 from archgen.space import KNOBS, parse_param
 
+from ..evaluate import TrainSettings
 from ..problem import Problem
+from ..pruning import prunes, reporter
 from ..space import suggest
 from .common import TRIAL_ERRORS, completed, finished, guarded, record
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 Params = dict[str, Any]
+Weights = dict[str, torch.Tensor]
+START = -1  # the iteration number of the start network's trial
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,11 @@ class NetAdapt:
     step: float = 0.02  # first iteration's latency cut, as a fraction of the base network's latency
     decay: float = 0.96  # each next step is decay x the previous one
     max_iterations: int = 20
+    inherit: bool = True  # proposals start from the current network's weights (the paper); false: from scratch
+    short_steps: int = 100  # a proposal's short-term fine-tune, in optimiser steps
+    long_epochs: int = 4  # the chosen network's long-term fine-tune at the end, in epochs; 0: none
+    lr: float = 0.005  # peak learning rate of both fine-tunes (no warmup, cosine decay): the weights are trained
+    weights_dir: str = "outputs/search/netadapt"  # where a resumable search keeps the weights it needs
 
     name = "netadapt"
     directions = ("maximize",)
@@ -70,6 +91,16 @@ class NetAdapt:
             raise SpecError(f"netadapt.decay must be a number in (0, 1], got {self.decay!r}")
         if not isinstance(self.max_iterations, int) or self.max_iterations < 1:
             raise SpecError(f"netadapt.max_iterations must be an integer >= 1, got {self.max_iterations!r}")
+        if not isinstance(self.inherit, bool):
+            raise SpecError(f"netadapt.inherit must be true or false, got {self.inherit!r}")
+        if not isinstance(self.short_steps, int) or isinstance(self.short_steps, bool) or self.short_steps < 1:
+            raise SpecError(f"netadapt.short_steps must be an integer >= 1, got {self.short_steps!r}")
+        if not isinstance(self.long_epochs, int) or isinstance(self.long_epochs, bool) or self.long_epochs < 0:
+            raise SpecError(f"netadapt.long_epochs must be an integer >= 0, got {self.long_epochs!r}")
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0):
+            raise SpecError(f"netadapt.lr must be a positive number, got {self.lr!r}")
+        if not isinstance(self.weights_dir, str) or not self.weights_dir:
+            raise SpecError(f"netadapt.weights_dir must be a folder, got {self.weights_dir!r}")
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         # every trial is enqueued with its proposal's parameters; the sampler never chooses
@@ -101,51 +132,115 @@ class NetAdapt:
         return out
 
     # -- the loop -----------------------------------------------------------------------------
+    def inherits(self, problem: Problem) -> bool:
+        """Whether proposals start from the current network's weights (an evaluator that trains)."""
+        return self.inherit and problem.evaluator == "train"
+
     def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
+        store = WeightStore(Path(self.weights_dir) / study.study_name)
         current = dict(problem.space.nearest_to_base().params)
         base_ms = problem.lut_ms(problem.space.apply(current))
-        done = {_key(t.params): t for t in completed(study)}
-        for i in range(self.max_iterations):
-            accepted = study.user_attrs.get(f"netadapt_iter_{i}")
-            if accepted is not None:  # a resumed study: replay what was decided
-                current = dict(study.trials[accepted].params)
-                continue
+        inherits = self.inherits(problem)
+        start = self._start(problem, study, current, store, n_trials, callbacks) if inherits else None
+        if inherits and start is None:
+            return
+        weights: Weights | None = None
+
+        # a proposal evaluated before (a resumed study) is not evaluated again; one that inherits,
+        # only in its own iteration: from another parent it would be another network
+        def key(iteration: int | None, params: Mapping[str, Any]) -> tuple[int | None, str]:
+            return (iteration if inherits else None), _key(params)
+
+        done = {key(t.user_attrs.get("iteration"), t.params): t for t in completed(study)}
+        first = 0  # a resumed study: take up after the last decided iteration
+        while f"netadapt_iter_{first}" in study.user_attrs:
+            first += 1
+        if first:
+            accepted = study.user_attrs[f"netadapt_iter_{first - 1}"]
+            current = dict(study.trials[accepted].params)
+        if inherits:  # the network the next proposals inherit from: the last accepted, or the start
+            weights = store.load(study.user_attrs[f"netadapt_iter_{first - 1}"] if first else start)
+        for i in range(first, self.max_iterations):
             now_ms = problem.lut_ms(problem.space.apply(current))
             if now_ms <= problem.budget_ms:
                 study.set_user_attr("netadapt_stop", f"iteration {i}: {now_ms:.2f} ms meets the budget")
-                return
+                break
             target = now_ms - self.step * base_ms * self.decay**i
             proposals = self.proposals(problem, current, target)
             if not proposals:
                 study.set_user_attr("netadapt_stop", f"iteration {i}: no unit can cut {now_ms:.2f} ms to {target:.2f} ms")
-                return
-            results: list[tuple[float, FrozenTrial]] = []
+                break
+            results: list[FrozenTrial] = []
             for p in proposals:
-                trial = done.get(_key(p.params))
+                trial = done.get(key(i, p.params))
                 if trial is None:
                     if finished(study) >= n_trials:
                         study.set_user_attr("netadapt_stop", f"iteration {i}: n_trials={n_trials} reached")
                         return
-                    trial = self._evaluate(problem, study, p, i, callbacks)
+                    parent = None if weights is None else (current, weights)
+                    trial = self._evaluate(problem, study, p, i, callbacks, store, parent)
                     if trial is None:
                         continue
-                    done[_key(p.params)] = trial
-                results.append((trial.value, trial))
+                    done[key(i, p.params)] = trial
+                results.append(trial)
             if not results:
                 study.set_user_attr("netadapt_stop", f"iteration {i}: every proposal failed")
-                return
-            winner = max(results, key=lambda r: r[0])[1]
+                break
+            winner = max(results, key=lambda t: t.value)
             study.set_user_attr(f"netadapt_iter_{i}", winner.number)
             current = dict(winner.params)
+            if weights is not None:
+                weights = store.load(winner.number)
+                store.keep_only(winner.number)
+        if weights is not None and self.long_epochs:
+            self._long_finetune(problem, study, store)
+
+    def _start(self, problem: Problem, study: optuna.Study, params: Params, store: WeightStore, n_trials: int,
+               callbacks: Sequence[Callback]) -> int | None:
+        """The trial of the start network (the base, trained from scratch): found in the study, or run."""
+        number = study.user_attrs.get("netadapt_start")
+        if number is not None:
+            return number
+        if finished(study) >= n_trials:
+            study.set_user_attr("netadapt_stop", f"before iteration 0: n_trials={n_trials} reached")
+            return None
+        lut = problem.lut_ms(problem.space.apply(params))
+        trial = self._evaluate(problem, study, Proposal(params, "-", "start: the base trained from scratch", lut), START,
+                               callbacks, store, None)
+        if trial is None:
+            study.set_user_attr("netadapt_stop", "the start network's training failed")
+            return None
+        study.set_user_attr("netadapt_start", trial.number)
+        return trial.number
+
+    def _settings(self, problem: Problem, initial: Weights | None) -> TrainSettings:
+        """From scratch: the search's training. From inherited weights: the short-term fine-tune."""
+        settings = problem.evaluator_settings
+        assert isinstance(settings, TrainSettings)
+        if initial is None:
+            return settings
+        return replace(settings, steps=self.short_steps, warmup_epochs=0, lr=self.lr, repeats=1)
 
     def _evaluate(
-        self, problem: Problem, study: optuna.Study, p: Proposal, iteration: int, callbacks: Sequence[Callback]
+        self, problem: Problem, study: optuna.Study, p: Proposal, iteration: int, callbacks: Sequence[Callback],
+        store: WeightStore, parent: tuple[Params, Weights] | None,
     ) -> FrozenTrial | None:
+        """One proposal as a trial; ``parent``: the current network (its point and trained weights)
+        the proposal inherits from, None to train it from scratch."""
         study.enqueue_trial(p.params, user_attrs={"iteration": iteration, "unit": p.unit, "change": p.change, "lut_ms": p.lut_ms})
         trial = study.ask()
         try:
             sample = guarded(trial, lambda: suggest(trial, problem.space))
-            outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec))
+            report = reporter(trial, lambda accuracy: accuracy) if prunes(study) and problem.epochs else None
+            if self.inherits(problem):
+                start = None if parent is None else _inherited(problem, sample.params, parent, trial)
+                outcome, weights = guarded(trial, lambda: problem.finetune(
+                    sample.params, start, self._settings(problem, start), report, sample.spec))
+                store.save(trial.number, weights)
+            else:
+                outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, report=report))
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=TrialState.PRUNED)
         except TRIAL_ERRORS:
             frozen = study.tell(trial, state=TrialState.FAIL)
         except BaseException:
@@ -158,12 +253,26 @@ class NetAdapt:
             callback(study, frozen)
         return frozen if frozen.state == TrialState.COMPLETE else None
 
+    def _long_finetune(self, problem: Problem, study: optuna.Study, store: WeightStore) -> None:
+        """The chosen network fine-tuned for ``long_epochs`` from its weights: the study's ``netadapt_final``."""
+        best = self.best(problem, study)
+        final = study.user_attrs.get("netadapt_final")
+        if best is None or (final is not None and final["trial"] == best.number and final["epochs"] == self.long_epochs):
+            return
+        settings = replace(self._settings(problem, None), epochs=self.long_epochs, steps=None, warmup_epochs=0, lr=self.lr)
+        outcome, weights = problem.finetune(best.params, store.load(best.number), settings)
+        path = store.save("final", weights)
+        study.set_user_attr("netadapt_final", {"trial": best.number, "epochs": self.long_epochs, "accuracy": outcome.score,
+                                               "seconds": outcome.seconds, "weights": str(path.resolve())})
+
     def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
         """The last accepted proposal; before the first iteration is decided (n_trials stopped it),
-        the most accurate proposal so far."""
+        the start network, else the most accurate proposal so far."""
         accepted = {int(k.rsplit("_", 1)[1]): v for k, v in study.user_attrs.items() if k.startswith("netadapt_iter_")}
         if accepted:
             return study.trials[accepted[max(accepted)]]
+        if "netadapt_start" in study.user_attrs:
+            return study.trials[study.user_attrs["netadapt_start"]]
         return max(completed(study), key=lambda t: t.value, default=None)
 
 
@@ -171,3 +280,44 @@ def _replay(params: Mapping[str, Any]) -> Callable[[str, str, list[Any]], Any]:
     """A chooser that takes ``params``' values, and for a parameter it lacks (a block the point
     did not have before) the cheapest value."""
     return lambda name, knob, values: params[name] if name in params else KNOBS[knob].cheapest(values)
+
+
+def _inherited(problem: Problem, params: Mapping[str, Any], parent: tuple[Params, Weights], trial: optuna.Trial) -> Weights:
+    """A proposal's proxy weights taken from the current network's (``archgen.inherit``); what
+    each block got is on the trial (``inherited``: kept / sliced / fresh block counts)."""
+    parent_params, parent_weights = parent
+    parent_model = build(problem.proxy.apply(parent_params))
+    parent_model.load_state_dict(parent_weights)
+    got = inherit(parent_model, build(problem.proxy.apply(params)))
+    trial.set_user_attr("inherited", ", ".join(f"{got.count(h)} {h}" for h in ("kept", "sliced", "fresh")))
+    return got.state_dict
+
+
+class WeightStore:
+    """Trained proxy weights of a NetAdapt search, one file per trial, written atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, name: int | str) -> Path:
+        return self.folder / (f"trial_{name}.pt" if isinstance(name, int) else f"{name}.pt")
+
+    def save(self, name: int | str, weights: Weights) -> Path:
+        buf = io.BytesIO()
+        torch.save(weights, buf)
+        path = self.path(name)
+        write_atomic(path, buf.getvalue())
+        return path
+
+    def load(self, name: int | str) -> Weights:
+        path = self.path(name)
+        if not path.is_file():
+            raise SpecError(f"NetAdapt needs the weights of trial {name} to go on, and {path} is missing; "
+                            "start a new study, or point netadapt.weights_dir at the folder that holds them")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def keep_only(self, number: int) -> None:
+        """Delete every trial's weights but ``number``'s (the accepted network's)."""
+        for path in self.folder.glob("trial_*.pt"):
+            if path != self.path(number):
+                path.unlink(missing_ok=True)

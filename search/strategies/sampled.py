@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial
 from archgen import SpecError
 
 from ..problem import Outcome, Problem
+from ..pruning import prunes, reporter
 from ..space import suggest
 from .common import FINISHED, TRIAL_ERRORS, SeededPerTrial, completed, feasible, finished, guarded, record, score_of
 
@@ -46,19 +47,25 @@ def optimize(
     values: Callable[[Outcome], float | Sequence[float]],
     callbacks: Sequence[Callback],
     prune_over_budget: bool = False,
+    intermediate: Callable[[float, float], float] | None = None,
 ) -> None:
-    """Run sampled trials until the study has ``n_trials`` finished ones (from every worker);
-    ``prune_over_budget``: a point whose latency is over the budget is pruned, not evaluated."""
+    """Run sampled trials until the study has ``n_trials`` finished ones (from every worker).
+
+    ``prune_over_budget``: a point whose latency is over the budget is pruned, not evaluated.
+    ``intermediate(score, latency)``: the value a trial reports after each epoch, for the
+    study's pruner (none: the trials do not report)."""
+    report_each_epoch = intermediate is not None and prunes(study) and problem.epochs
 
     def objective(trial: optuna.Trial) -> float | Sequence[float]:
         sample = guarded(trial, lambda: suggest(trial, problem.space))
         latency = guarded(trial, lambda: problem.latency_ms(sample.spec))
+        trial.set_user_attr("latency_ms", latency)
         if prune_over_budget and latency > problem.budget_ms:
-            trial.set_user_attr("latency_ms", latency)
             reason = f"over the budget: {latency:.2f} ms > {problem.budget_ms:g} ms, not trained"
             trial.set_user_attr("fail_reason", reason)
             raise optuna.TrialPruned(reason)
-        outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, latency))
+        report = reporter(trial, lambda score: intermediate(score, latency)) if report_each_epoch else None  # type: ignore[misc]
+        outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, latency, report))
         record(trial, problem, outcome)
         return values(outcome)
 
@@ -102,7 +109,11 @@ class MnasNet:
 
     def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
         alpha, beta = self.weights
-        optimize(problem, study, n_trials, lambda o: reward(o.score, o.latency_ms, problem.budget_ms, alpha, beta), callbacks)
+
+        def value(score: float, latency_ms: float) -> float:
+            return reward(score, latency_ms, problem.budget_ms, alpha, beta)
+
+        optimize(problem, study, n_trials, lambda o: value(o.score, o.latency_ms), callbacks, intermediate=value)
 
     def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
         """The highest reward within the budget; if no trial is within it, the highest reward."""

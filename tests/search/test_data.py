@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 import archgen
 from search.data import DATASETS, DataSettings, load_data
+from search.evaluate import TrainSettings, train
 
 N_DIGITS = 1797  # sklearn's load_digits
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -92,6 +94,26 @@ def test_imagefolder_from_pngs(tmp_path):
     # folders sort into class indices: cat 0 (red), dog 1 (green), owl 2 (blue)
     for x, y in ((data.train_x, data.train_y), (data.val_x, data.val_y)):
         assert torch.equal(x.mean(dim=(2, 3)).argmax(dim=1), y)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_set_too_large_for_memory_is_streamed_and_gives_the_same_batches_and_training(tmp_path, workers):
+    _write_imagefolder(tmp_path)
+    settings = DataSettings(name="imagefolder", root=str(tmp_path), size=16, workers=workers)
+    held = load_data(settings)
+    # 24 images of 3x16x16 floats are 74 kB: a limit below that streams them, as does in_memory=false
+    streamed = load_data(replace(settings, memory_limit_gb=50e3 / 2**30))
+    assert not held.streamed and streamed.streamed and load_data(replace(settings, in_memory=False)).streamed
+    assert streamed.workers == workers and len(streamed.train_x) == len(held.train_y) == 18
+    # fewer than 1,000 training images: the streamed normalisation is the in-memory one, exactly
+    order = [torch.tensor([5, 0, 17]), torch.tensor([3, 9])]
+    for (a, ya), (b, yb) in zip(held.batches("train", order), streamed.batches("train", order)):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+    val = [(x, y) for x, y in streamed.batches("val", streamed.sequential("val", 4))]
+    assert [len(y) for _, y in val] == [4, 2] and torch.equal(torch.cat([x for x, _ in val]), held.val_x)
+    spec = archgen.load_spec("mbv3_small", num_classes=3, in_chans=3, input_size=(16, 16))
+    settings = TrainSettings(epochs=1, batch_size=4, threads=1, augment=True)
+    assert train(spec, streamed, settings).accuracies == train(spec, held, settings).accuracies
 
 
 def test_unknown_data_name_lists_the_known_ones():
@@ -275,6 +297,9 @@ def test_a_class_too_small_to_split_is_a_spec_error(tmp_path):
         ("val_fraction", 1.0, r"a number in \(0, 1\)"),
         ("limit", 0, "a positive integer or null"),
         ("download", "yes", "true or false"),
+        ("in_memory", "auto", "true, false or null"),
+        ("memory_limit_gb", 0, "a positive number"),
+        ("workers", -1, "an integer >= 0 or null"),
     ],
 )
 def test_bad_settings_name_the_setting(field, value, expected):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -177,10 +178,10 @@ def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(com
     calls = iter(range(100))
     real = Problem.score
 
-    def flaky(self, proxy):
+    def flaky(self, proxy, report=None):
         if next(calls) % 2 == 1:
             raise TrialFailed("training loss is nan at epoch 1, step 3")
-        return real(self, proxy)
+        return real(self, proxy, report)
 
     monkeypatch.setattr(Problem, "score", flaky)
     summary = run_search(compose_search, tmp_path / "run", *fast_overrides(space_file, tmp_path, "study_name=f",
@@ -295,3 +296,29 @@ def test_a_sweep_writes_one_table_of_the_best_per_budget(space_file, tmp_path):
     assert [float(r["budget_ms"]) for r in rows] == [20.0, 50.0]
     assert all(r["best_trial"] != "" and float(r["latency_ms"]) > 0 for r in rows)
     assert (tmp_path / "sweep" / "best_per_budget.md").read_text().startswith("| job |")
+
+
+def test_netadapt_proposals_inherit_and_the_chosen_network_is_fine_tuned_long(compose_search, space_file, tmp_path):
+    weights = tmp_path / "weights"
+    naswot = ("evaluator=", "naswot.")
+    args = [a for a in fast_overrides(space_file, tmp_path, "study_name=n") if not a.startswith(naswot)]
+    args += ["evaluator=train", "train.epochs=1", "train.batch_size=32", "strategy=netadapt", "latency=lut",
+             f"budget_ms={_halfway_budget(space_file)}", "netadapt.step=0.01", "netadapt.max_iterations=2",
+             "netadapt.short_steps=3", "netadapt.long_epochs=1", f"netadapt.weights_dir={weights}", "n_trials=20",
+             "baselines=false", "fresh_seeds=0"]
+    out = tmp_path / "run"
+    summary = run_search(compose_search, out, *args)
+    study = _study(tmp_path, "n")
+    start = study.trials[study.user_attrs["netadapt_start"]]
+    assert start.number == 0 and start.user_attrs["iteration"] == -1 and "inherited" not in start.user_attrs
+    proposals = [t for t in study.trials if t.user_attrs.get("iteration", -1) >= 0 and t.state == TrialState.COMPLETE]
+    assert proposals and all(t.user_attrs["inherited"].endswith("fresh") for t in proposals)
+    assert all(int(t.user_attrs["inherited"].split()[0]) > 0 for t in proposals)  # kept blocks: most of the network
+    final = study.user_attrs["netadapt_final"]
+    assert final["trial"] == summary["best_trial"] == study.user_attrs["netadapt_iter_1"] and final["epochs"] == 1
+    assert summary["netadapt_final_score"] == final["accuracy"]
+    # what a resumed search needs and nothing more: the accepted network's weights, and the final ones
+    assert sorted(p.name for p in (weights / "n").iterdir()) == ["final.pt", f"trial_{final['trial']}.pt"]
+    best = archgen.build(Space(space_file, num_classes=10, in_chans=1, input_size=32).apply(study.trials[final["trial"]].params))
+    best.load_state_dict(torch.load(out / "best.pt", weights_only=True))  # strict: the chosen proxy network
+    assert "NetAdapt's long-term fine-tune" in (out / "report.md").read_text()
