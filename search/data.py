@@ -28,19 +28,23 @@ import zlib
 from dataclasses import dataclass, replace
 from numbers import Real
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torchvision.datasets import CIFAR10, FashionMNIST, ImageFolder, VisionDataset
-from torchvision.transforms.functional import pil_to_tensor
 
 from archgen import SpecError
 
 from .device import owned_cores
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10, VisionDataset
+
+# torchvision is imported where a dataset needs it: importing it imports its models and
+# torch._dynamo, about 3 s that every command on digits or Fashion-MNIST's IDX files would pay
 
 
 def check_setting(setting: str, value: object, ok: bool, expected: str) -> None:
@@ -191,6 +195,9 @@ def _digits(s: DataSettings) -> _Source:
 
 
 def _imagefolder(s: DataSettings) -> _Source:
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms.functional import pil_to_tensor
+
     root = _root(s)
     try:
         folder = ImageFolder(root)
@@ -213,6 +220,8 @@ def _open(cls: type[VisionDataset], s: DataSettings, train: bool) -> VisionDatas
 
 
 def _cifar10(s: DataSettings) -> _Source:
+    from torchvision.datasets import CIFAR10
+
     def split(ds: CIFAR10) -> _Split:  # data: (N, 32, 32, 3) uint8 array
         return _Split(np.asarray(ds.targets), lambda i: _resize(torch.from_numpy(ds.data[i]).permute(0, 3, 1, 2) / 255, s.size))
 
@@ -276,6 +285,8 @@ def _fashion_mnist(s: DataSettings) -> _Source:
     root = _root(s, may_create=s.download)
     files = _fashion_mnist_files(root)
     if len(files) < len(_FASHION_FILES) and s.download:
+        from torchvision.datasets import FashionMNIST
+
         try:  # fetches all four files into root/FashionMNIST/raw, whichever split it is asked for
             FashionMNIST(root, train=True, download=True)
         except (RuntimeError, OSError) as err:  # RuntimeError: every mirror failed; OSError: root not writable

@@ -222,7 +222,7 @@ def test_fashion_mnist_download_asks_torchvision_only_when_the_files_are_missing
         calls.append((root, train, download))
         _write_fashion_mnist(root, "FashionMNIST/raw", gz=False)
 
-    monkeypatch.setattr("search.data.FashionMNIST", fake_torchvision)
+    monkeypatch.setattr("torchvision.datasets.FashionMNIST", fake_torchvision)
     settings = DataSettings(name="fashion_mnist", root=str(tmp_path / "new"), size=16, limit=None, download=True)
     assert load_data(settings).train_x.shape == (40, 1, 16, 16)
     assert calls == [(tmp_path / "new", True, True)]
@@ -234,7 +234,7 @@ def test_failed_fashion_mnist_download_is_one_line(tmp_path, monkeypatch):
     def offline(root, train, download):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr("search.data.FashionMNIST", offline)
+    monkeypatch.setattr("torchvision.datasets.FashionMNIST", offline)
     with pytest.raises(
         archgen.SpecError,
         match=rf"^data fashion_mnist: download into data.root {re.escape(str(tmp_path))} failed: Error downloading train-images-idx3-ubyte.gz$",
