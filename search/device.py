@@ -31,7 +31,7 @@ from torch import nn
 from archgen import SpecError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:<index>"
+DEVICE_CHOICES = "one of auto, cpu, cuda or cuda:<index>"
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -54,7 +54,7 @@ def is_device_name(name: object) -> bool:
 def resolve_device(setting: str, name: str) -> torch.device:
     """The device ``name`` stands for here; CUDA asked for where there is none is a one-line error."""
     if not is_device_name(name):
-        raise SpecError(f"{setting} must be one of {DEVICE_CHOICES}, got {name!r}")
+        raise SpecError(f"{setting} must be {DEVICE_CHOICES}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

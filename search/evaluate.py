@@ -340,8 +340,8 @@ def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, runtime
                 finite &= torch.isfinite(loss)
                 if (step + 1) % check_every == 0 or step + 1 == len(batches):
                     if not finite.item():
-                        raise TrialFailed(f"{spec.name}: training loss is not finite at epoch {epoch + 1}, by step "
-                                          f"{step + 1} (seed {seed})")
+                        what = f"{loss.item()} at epoch {epoch + 1}, step" if check_every == 1 else f"not finite at epoch {epoch + 1}, by step"
+                        raise TrialFailed(f"{spec.name}: training loss is {what} {step + 1} (seed {seed})")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -1,7 +1,7 @@
 """How fast does the evaluator train, and do channels-last or ``torch.compile`` speed it up here?
 
 ``python -m search.throughput`` times the training step (forward, loss, backward, optimiser) of
-``model`` at the data's resolution, with ``train.*``'s batch size, optimiser, device, precision and
+``network`` at the data's resolution, with ``train.*``'s batch size, optimiser, device, precision and
 threads, in several variants:
 
 * ``eager``: the evaluator as it runs by default;
@@ -101,7 +101,7 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
         variants = ["eager", *[v for v in variants if v != "eager"]]  # the reference every other is compared with
     settings = load_settings(TrainSettings, "train", OmegaConf.to_container(cfg.train, resolve=True))  # type: ignore[arg-type]
     data = load_data(load_settings(DataSettings, "data", OmegaConf.to_container(cfg.data, resolve=True)))  # type: ignore[arg-type]
-    spec = load_spec(str(cfg.model), num_classes=data.num_classes, in_chans=data.in_chans, input_size=(data.size, data.size))
+    spec = load_spec(str(cfg.network), num_classes=data.num_classes, in_chans=data.in_chans, input_size=(data.size, data.size))
     base = settings.runtime()
     on_device = data.to(base.device)
     bs = settings.batch_size
@@ -135,7 +135,7 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     rate = {v.name: images / statistics.median(v.seconds) for v in timed}
     rows = [{"variant": v.name, "images_per_s": rate[v.name], "speedup": rate[v.name] / rate["eager"],
              "loss_rel_diff": agree[v.name], "agrees": agree[v.name] <= AGREE} for v in timed]
-    return {"model": str(cfg.model), "data": f"{data.name} {data.in_chans}x{data.size}x{data.size}", "batch_size": bs,
+    return {"model": str(cfg.network), "data": f"{data.name} {data.in_chans}x{data.size}x{data.size}", "batch_size": bs,
             "runtime": base.describe(), "steps": top["steps"], "rounds": top["rounds"], "check_steps": top["check_steps"],
             "seconds": time.perf_counter() - started, "rows": rows}
 

@@ -71,7 +71,8 @@ def test_reporting_after_each_epoch_changes_no_result():
     settings = TrainSettings(epochs=3, batch_size=32, threads=1)
     reports: list[tuple[int, float]] = []
     reported = train(spec, data, settings, report=lambda epoch, acc: reports.append((epoch, acc)))
-    assert reported == train(spec, data, settings)  # the extra validations touch no weight and no generator
+    plain = train(spec, data, settings)  # the extra validations touch no weight and no generator
+    assert (reported.accuracies, reported.loss) == (plain.accuracies, plain.loss)
     assert [e for e, _ in reports] == [1, 2] and all(0 <= a <= 1 for _, a in reports)  # the last epoch is the result
 
 

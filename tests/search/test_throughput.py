@@ -10,7 +10,7 @@ from .test_search import REPO
 
 
 def test_the_quick_form_times_each_variant_and_checks_it_against_eager(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "search.throughput", "quick=true", "model=mbv3_small", "data=digits",
+    r = subprocess.run([sys.executable, "-m", "search.throughput", "quick=true", "network=mbv3_small", "data=digits",
                         "data.limit=200", "train.batch_size=32", "train.device=cpu",
                         "variants=[channels_last,eager]", f"hydra.run.dir={tmp_path}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
