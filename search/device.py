@@ -92,15 +92,12 @@ class Runtime:
     deterministic: bool
 
     @classmethod
-    def resolve(cls, prefix: str, device: str = "auto", precision: str = "auto", channels_last: bool | None = None,
+    def resolve(cls, prefix: str, device: str = "auto", precision: str = "auto", channels_last: bool = False,
                 threads: int | None = None, deterministic: bool = False) -> Runtime:
         """``prefix``: the settings' section (``train``, ``naswot``), for the error messages."""
         where = resolve_device(f"{prefix}.device", device)
         dtype = resolve_precision(f"{prefix}.precision", precision, where)
-        # channels-last feeds cuDNN's NHWC kernels, which tensor cores need; on the CPU it is a
-        # measured choice (python -m search.throughput), off unless asked for
-        nhwc = where.type == "cuda" if channels_last is None else channels_last
-        return cls(where, dtype, nhwc, owned_cores() if threads is None else threads, deterministic)
+        return cls(where, dtype, channels_last, owned_cores() if threads is None else threads, deterministic)
 
     @property
     def precision(self) -> str:

@@ -11,11 +11,18 @@ threads, in several variants:
 
 Variants are timed side by side: each round times every variant for ``steps`` steps, and the
 figure is the median round, so a machine that slows down mid-run slows every variant alike.
+The correctness steps below run first and are timed apart: they hold ``torch.compile``'s
+compilation, which a search pays again for every new architecture.
+
 Before timing, each variant trains ``check_steps`` steps from the same weights on the same
-batches as ``eager``; the largest relative difference of the losses says whether it computes
-the same training (another memory layout, or fused kernels, sum in another order, so the
-losses agree to rounding, not bit for bit). A variant is worth making the default only if it is
-faster *and* agrees.
+batches as ``eager``. Another memory layout, or fused kernels, sum in another order, so the
+losses agree to rounding, not bit for bit; BatchNorm over small batches and maps amplifies
+rounding, and SGD on small batches compounds it step by step. So the figures are set beside
+those of eager itself with another thread count (on the CPU): rounding alone. A variant
+computes the same training when its first loss (the same weights, the same batch) and its
+largest difference over all the steps are within ``AGREE`` times those of rounding alone (on a
+GPU, without that reference, when its first loss is within 1e-3). A variant is worth making
+the default only if it is faster *and* computes the same training.
 
 Writes ``throughput.md`` and ``throughput.json`` in the run directory.
 """
@@ -48,7 +55,7 @@ PROG = "search.throughput"
 VARIANTS = {"eager": (False, False), "channels_last": (True, False), "compile": (False, True),
             "compile_channels_last": (True, True)}  # name -> (channels-last, compiled)
 QUICK = {"steps": 3, "rounds": 2, "warmup": 1, "check_steps": 2}
-AGREE = 1e-2  # largest relative loss difference over the check steps that still counts as the same training
+AGREE = 2.0  # a variant's loss differences may be this many times those of rounding alone
 
 
 @dataclass
@@ -112,12 +119,35 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     with base.seeded(settings.seed):
         initial = {k: v.clone() for k, v in build(spec).state_dict().items()}
         # correctness: every variant from the same weights on the same batches
-        losses: dict[str, list[float]] = {}
-        for name in variants:
-            v = _make(name, spec, base, settings, initial)
-            losses[name] = [v.step(*batches[i % len(batches)]).item() for i in range(top["check_steps"])]
-        agree = {n: max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses[n], losses["eager"])) for n in variants}
-        # speed: fresh copies, warmed up, then timed in interleaved rounds
+        check_seconds: dict[str, float] = {}
+
+        def trajectory(name: str, runtime: Runtime) -> list[float]:
+            begin = time.perf_counter()
+            v = _make(name, spec, runtime, settings, initial)
+            losses = [v.step(*batches[i % len(batches)]).item() for i in range(top["check_steps"])]
+            check_seconds[name] = time.perf_counter() - begin
+            return losses
+
+        def diff(a: float, b: float) -> float:
+            return abs(a - b) / max(abs(b), 1e-12)
+
+        losses = {name: trajectory(name, base) for name in variants}
+        first = {n: diff(losses[n][0], losses["eager"][0]) for n in variants}
+        drift = {n: max(diff(a, b) for a, b in zip(losses[n], losses["eager"])) for n in variants}
+        rounding: tuple[float, float] | None = None
+        if base.device.type == "cpu":  # eager itself with another thread count: rounding alone
+            other = replace(base, threads=2 if base.threads == 1 else 1)
+            seconds = check_seconds["eager"]
+            with other.seeded(settings.seed):
+                again = trajectory("eager", other)
+            check_seconds["eager"] = seconds
+            rounding = (diff(again[0], losses["eager"][0]), max(diff(a, b) for a, b in zip(again, losses["eager"])))
+
+        def same(name: str) -> bool:
+            if rounding is None:
+                return first[name] <= 1e-3
+            return first[name] <= AGREE * rounding[0] + 1e-7 and drift[name] <= AGREE * rounding[1] + 1e-7
+        # speed: fresh copies, warmed up (compiled), then timed in interleaved rounds
         timed = [_make(name, spec, base, settings, initial) for name in variants]
         started = time.perf_counter()
         for v in timed:
@@ -134,19 +164,27 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     images = top["steps"] * bs
     rate = {v.name: images / statistics.median(v.seconds) for v in timed}
     rows = [{"variant": v.name, "images_per_s": rate[v.name], "speedup": rate[v.name] / rate["eager"],
-             "loss_rel_diff": agree[v.name], "agrees": agree[v.name] <= AGREE} for v in timed]
+             "check_s": check_seconds[v.name], "first_loss_diff": first[v.name], "loss_drift": drift[v.name],
+             "agrees": same(v.name)} for v in timed]
     return {"model": str(cfg.network), "data": f"{data.name} {data.in_chans}x{data.size}x{data.size}", "batch_size": bs,
-            "runtime": base.describe(), "steps": top["steps"], "rounds": top["rounds"], "check_steps": top["check_steps"],
-            "seconds": time.perf_counter() - started, "rows": rows}
+            "runtime": base.describe(), "steps": top["steps"], "rounds": top["rounds"], "warmup": top["warmup"],
+            "check_steps": top["check_steps"], "rounding": rounding, "seconds": time.perf_counter() - started,
+            "rows": rows}
 
 
 def report(result: dict[str, Any]) -> str:
+    rounding = result["rounding"]
     lines = [f"# Training throughput: {result['model']} on {result['data']}, batch {result['batch_size']}", "",
              f"{result['runtime']}; {result['steps']} steps x {result['rounds']} interleaved rounds per variant "
-             f"(median round); agreement over {result['check_steps']} steps from the same weights and batches.", ""]
-    lines.append(markdown_table(("variant", "images/s", "x eager", "max rel. loss diff", f"agrees (<= {AGREE:g})"), [
-        (r["variant"], f"{r['images_per_s']:.0f}", f"{r['speedup']:.2f}", f"{r['loss_rel_diff']:.1e}",
-         "yes" if r["agrees"] else "**no**") for r in result["rows"]]))
+             f"(median round), after {result['warmup']} warm-up steps; before them, {result['check_steps']} steps "
+             "of each from the same weights and batches (compilation included) compare the losses.", ""]
+    lines.append(markdown_table(("variant", "images/s", "x eager", f"first {result['check_steps']} steps (s)",
+                                 "first loss: rel. diff", f"largest rel. diff, {result['check_steps']} steps", "same training"), [
+        (r["variant"], f"{r['images_per_s']:.0f}", f"{r['speedup']:.2f}", f"{r['check_s']:.1f}", f"{r['first_loss_diff']:.1e}",
+         f"{r['loss_drift']:.1e}", "yes" if r["agrees"] else "**no**") for r in result["rows"]]))
+    if rounding is not None:
+        lines += ["", f"Rounding alone (eager with another thread count): first loss {rounding[0]:.1e}, largest "
+                      f"{rounding[1]:.1e}; a variant is the same training within {AGREE:g}x those."]
     return "\n".join(lines)
 
 

@@ -66,7 +66,7 @@ def test_the_thread_default_is_the_cores_this_process_owns():
     try:  # a worker pinned to its share of the cores trains with that many threads
         pin(0, len(before))
         assert owned_cores() == 1 and TrainSettings(device="cpu").runtime().threads == 1
-        assert TrainSettings(device="cpu").runtime().describe() == "cpu, 1 thread, fp32"
+        assert TrainSettings(device="cpu").runtime().describe() == "cpu, 1 thread, fp32, channels-last"
     finally:
         os.sched_setaffinity(0, before)
 
@@ -95,15 +95,15 @@ def test_a_cpu_training_leaves_torch_threads_and_determinism_as_it_found_them(di
 
 def test_a_bf16_cpu_training_trains(digits):
     result = train(_small(digits), digits, TrainSettings(epochs=1, batch_size=32, device="cpu", precision="bf16"))
-    assert result.runtime == f"cpu, {owned_cores()} thread{'s' if owned_cores() != 1 else ''}, bf16"
+    assert result.runtime == f"cpu, {owned_cores()} thread{'s' if owned_cores() != 1 else ''}, bf16, channels-last"
     assert 0 <= result.accuracy <= 1 and result.images_per_s > 0
 
 
 def test_channels_last_trains_the_same_network(digits):
-    spec, settings = _small(digits), TrainSettings(epochs=1, batch_size=32, device="cpu", threads=1)
+    spec, settings = _small(digits), TrainSettings(epochs=1, batch_size=32, device="cpu", threads=1, channels_last=False)
     plain = train(spec, digits, settings)
     nhwc = train(spec, digits, replace(settings, channels_last=True))
-    assert nhwc.runtime.endswith("channels-last")
+    assert nhwc.runtime.endswith("channels-last") and not plain.runtime.endswith("channels-last")
     # another memory layout sums in another order: the same training up to rounding
     assert nhwc.loss == pytest.approx(plain.loss, rel=0.05)
 
@@ -122,5 +122,5 @@ def test_the_cuda_path_trains_with_mixed_precision_and_channels_last(digits):
 
 
 def test_the_runtime_describes_itself():
-    runtime = Runtime.resolve("train", device="cpu", precision="fp32", threads=3)
+    runtime = Runtime.resolve("train", device="cpu", precision="fp32", channels_last=False, threads=3)
     assert runtime.describe() == "cpu, 3 threads, fp32" and not runtime.channels_last

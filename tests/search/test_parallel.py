@@ -53,7 +53,7 @@ def test_one_worker_trains_each_job_as_train_does(jobs, in_process):
 def test_two_workers_give_the_same_results_in_the_jobs_order(jobs, in_process):
     calls = []
     outcomes = train_all(jobs, workers=2, done=lambda i, o: calls.append((i, o)))
-    assert all(isinstance(o, TrainResult) and o.runtime == "cpu, 1 thread, fp32" for o in outcomes)
+    assert all(isinstance(o, TrainResult) and o.runtime == "cpu, 1 thread, fp32, channels-last" for o in outcomes)
     assert [_figures(o) for o in outcomes] == [_figures(r) for r in in_process]
     assert [(o.accuracy, o.loss) for o in outcomes] == [(r.accuracy, r.loss) for r in in_process]
     # done: once per job, with its index and the outcome that lands at that index

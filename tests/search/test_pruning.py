@@ -15,7 +15,7 @@ from search.pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
 from search.space import suggest
 
 from .conftest import fast_overrides, run_search
-from .test_search import PNG, _cli
+from .test_search import PNG
 
 TRAIN = ["evaluator=train", "train.epochs=2", "train.batch_size=32", "baselines=false", "fresh_seeds=0"]
 
@@ -91,14 +91,3 @@ def test_pareto_takes_no_pruner_and_bad_settings_are_named():
         check_pruner("asha", "mnasnet")
     with pytest.raises(SpecError, match="pruning.reduction_factor must be an integer >= 2, got 1"):
         PruningSettings(reduction_factor=1)
-
-
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["pruner=asha"], "unknown pruner 'asha'; known: none, median, sha, hyperband"),
-    (["train.device=tpu"], "train.device must be one of auto, cpu, cuda or cuda:<index>, got 'tpu'"),
-    (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective"),
-])
-def test_bad_pruner_and_device_are_one_line_and_exit_2(tmp_path, args, fragment):
-    r = _cli(*args, "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr and "Traceback" not in r.stderr

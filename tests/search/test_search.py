@@ -260,30 +260,56 @@ def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
     assert len((tmp_path / "run" / "trials.csv").read_text().splitlines()) >= len(done) + 1
 
 
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    # the contract end to end, once: the other cases below raise the same error inside the same app
+    r = _cli("budget_ms=0", "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.strip() == "search: error: budget_ms must be a positive number of milliseconds, got 0"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["strategy=greedy"], "unknown strategy 'greedy'; known: mnasnet, netadapt, pareto"),
+        (["evaluator=zen"], "unknown evaluator 'zen'; known: naswot, train"),
+        (["data=mnist"], "unknown data 'mnist'; known: cifar10, digits, fashion_mnist, imagefolder"),
+        (["pruner=asha"], "unknown pruner 'asha'; known: none, median, sha, hyperband"),
+    ],
+)
+def test_an_unknown_choice_is_one_line_before_hydra_runs(monkeypatch, capsys, args, fragment):
+    from search.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["search", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"search: error: {fragment}\n"
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["space=nope"], "unknown space 'nope'; known: mbv2, mbv3_large"),
-        (["strategy=greedy"], "unknown strategy 'greedy'; known: mnasnet, netadapt, pareto"),
-        (["evaluator=zen"], "unknown evaluator 'zen'; known: naswot, train"),
-        (["data=mnist"], "unknown data 'mnist'; known: cifar10, digits, fashion_mnist, imagefolder"),
-        (["budget_ms=0"], "budget_ms must be a positive number of milliseconds, got 0"),
         (["data=imagefolder", "data.root=/no/such/dir"], "data.root /no/such/dir: no such directory"),
         (["n_trials=0"], "n_trials must be an integer >= 1, got 0"),
         (["fresh_seeds=-1"], "fresh_seeds must be an integer >= 0, got -1"),
+        (["timeout_min=0"], "timeout_min must be a positive number of minutes or null, got 0"),
+        (["train.device=tpu"], "train.device must be one of auto, cpu, cuda or cuda:<index>, got 'tpu'"),
+        (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=mnasnet or netadapt)"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
-    r = _cli(*args, "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr and "Traceback" not in r.stderr
+def test_bad_settings_are_refused_before_any_trial(compose_search, tmp_path, args, fragment):
+    with pytest.raises(archgen.SpecError) as err:
+        run_search(compose_search, tmp_path / "run", "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", *args)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "s.db").exists()
 
 
-def test_a_space_whose_choices_are_empty_is_refused(tmp_path):
+def test_a_space_whose_choices_are_empty_is_refused(compose_search, tmp_path):
     bad = tmp_path / "empty.yaml"
     bad.write_text(yaml.safe_dump({"base": "mbv3_small", "per_block": {"k": []}}))
-    r = _cli(f"space={bad}", "progress=false", f"hydra.run.dir={tmp_path / 'run'}")
-    assert r.returncode == 2 and f"{bad}: per_block.k: has no choices" in r.stderr
+    with pytest.raises(archgen.SpecError, match=f"^{bad}: per_block.k: has no choices"):
+        run_search(compose_search, tmp_path / "run", f"space={bad}", "progress=false")
 
 
 def test_a_sweep_writes_one_table_of_the_best_per_budget(space_file, tmp_path):
@@ -322,3 +348,24 @@ def test_netadapt_proposals_inherit_and_the_chosen_network_is_fine_tuned_long(co
     best = archgen.build(Space(space_file, num_classes=10, in_chans=1, input_size=32).apply(study.trials[final["trial"]].params))
     best.load_state_dict(torch.load(out / "best.pt", weights_only=True))  # strict: the chosen proxy network
     assert "NetAdapt's long-term fine-tune" in (out / "report.md").read_text()
+
+
+def test_an_out_of_memory_trial_fails_with_its_reason_frees_the_cache_and_the_search_goes_on(compose_search, space_file,
+                                                                                         tmp_path, monkeypatch):
+    calls = iter(range(100))
+    real = Problem.score
+    freed = []
+
+    def greedy(self, proxy, report=None):
+        if next(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        return real(self, proxy, report)
+
+    monkeypatch.setattr(Problem, "score", greedy)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(True))
+    summary = run_search(compose_search, tmp_path / "run", *fast_overrides(space_file, tmp_path, "study_name=o",
+                                                                           "n_trials=3", "baselines=false"))
+    trials = _study(tmp_path, "o").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].user_attrs["fail_reason"] == "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert freed == [True] and summary["fail"] == 1
