@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import hydra
-import matplotlib.pyplot as plt  # its backend: search.report sets the file-only one before any figure
 import optuna
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -58,7 +57,7 @@ from .data import is_int, is_real
 from .evaluate import TrainResult
 from .parallel import Job, pin, train_all
 from .problem import Problem
-from .report import save_figure
+from .report import pyplot, save_figure
 from .strategies import make_strategy
 from .strategies.common import completed, finished
 
@@ -302,7 +301,7 @@ def retrain(problem: Problem, networks: Sequence[Network], settings: Settings, w
 
 def plot(path: Path, comparisons: Sequence[Comparison], base: Network) -> None:
     """Accuracy against latency: the searched networks and the width-scaled base, with their spread."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=120)
     for key, label, color in (("searched", "searched (Pareto front, best within each budget)", "tab:orange"),
                               ("scaled", "base width-scaled to the same latency", "tab:blue")):
         nets = [getattr(c, key) for c in comparisons]

@@ -23,20 +23,26 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import matplotlib
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-matplotlib.use("Agg")  # files only: no display, whatever the user's environment says
-
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-
-from archgen.cost.latency import Latency, describe  # noqa: E402
-from archgen.fileio import write_atomic, write_csv  # noqa: E402
-from archgen.report import SweepTable, job_order, markdown_table  # noqa: E402
+from archgen.cost.latency import Latency, describe
+from archgen.fileio import write_atomic, write_csv
+from archgen.report import SweepTable, job_order, markdown_table
 
 
 SUMMARY = "summary.json"
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot with the file-only backend (no display, whatever the environment
+    says), imported when a figure is drawn: a command that stops at bad input does not pay for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def plot_pareto(
     front: Sequence[FrozenTrial],
 ) -> None:
     """Latency vs score of the completed trials, the front, the budget and the marked networks."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(7, 4.5), dpi=120)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     ax.scatter([t.user_attrs["latency_ms"] for t in done], [t.user_attrs[metric] for t in done], s=14, alpha=0.5,
                color="tab:blue", label="trials")
@@ -117,6 +123,7 @@ def plot_pareto(
 
 def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -> None:
     """Optuna's optimisation history: the objective (named ``objective``) per trial and the best so far."""
+    pyplot()  # the backend, before Optuna draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
         if len(study.directions) == 1:
@@ -133,6 +140,7 @@ def plot_history(path: Path, study: optuna.Study, metric: str, objective: str) -
 
 def plot_intermediate(path: Path, study: optuna.Study, objective: str) -> None:
     """Optuna's per-epoch values of every trial that reported (pruned ones stop early)."""
+    pyplot()  # the backend, before Optuna draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
@@ -148,7 +156,7 @@ def save_figure(fig: Any, path: Path) -> None:
     """A figure as a PNG file, written atomically; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")  # "tight": Optuna puts its legend outside the axes
-    plt.close(fig)
+    pyplot().close(fig)
     write_atomic(path, buf.getvalue())
 
 
