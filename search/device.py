@@ -161,9 +161,3 @@ class Runtime:
                 torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
                 torch.set_num_threads(num_threads)
                 torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
-
-
-def free_cuda_memory(device: torch.device) -> None:
-    """After a CUDA out-of-memory: release the cached blocks so that the next trial starts clean."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()

@@ -112,10 +112,7 @@ class Problem:
 
     def score(self, proxy: ModelSpec, report: Report | None = None) -> EvalResult:
         """The evaluator's result for a proxy network; ``report``: per-epoch reports to a pruner."""
-        result = evaluate(proxy, self.evaluator, self.data, self.evaluator_settings, report=report)
-        if not math.isfinite(result.score):
-            raise TrialFailed(f"{self.evaluator} score is {result.score}")
-        return result
+        return evaluate(proxy, self.evaluator, self.data, self.evaluator_settings, report=report)
 
     def fresh_settings(self, n: int) -> TrainSettings:
         """The trials' training from ``n`` seeds no trial uses (those after the trials' seeds)."""
@@ -140,11 +137,17 @@ class Problem:
                        report: Report | None = None) -> Outcome:
         """Latency of ``spec`` (unless given) and score of ``proxy``: a point, or a network outside the space (the base)."""
         latency = self.latency_ms(spec) if latency_ms is None else latency_ms
-        result = self.score(proxy, report)
+        return self._outcome(spec, latency, self.score(proxy, report))
+
+    def _outcome(self, spec: ModelSpec, latency_ms: float, result: EvalResult) -> Outcome:
+        """A point's figures: the deployment network's latency and costs, the evaluation's result;
+        a score that is not finite fails the trial."""
+        if not math.isfinite(result.score):
+            raise TrialFailed(f"{self.evaluator} score is {result.score}")
         cost = count(spec)
         throughput = result.images_per_s if isinstance(result, TrainResult) else None
-        return Outcome(score=result.score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=result.seconds,
-                       images_per_s=throughput)
+        return Outcome(score=result.score, latency_ms=latency_ms, macs=cost.macs, params=cost.params,
+                       seconds=result.seconds, images_per_s=throughput)
 
     def finetune(self, params: Mapping[str, Any], initial: Mapping[str, Any] | None, settings: TrainSettings,
                  report: Report | None = None, spec: ModelSpec | None = None) -> tuple[Outcome, dict[str, Any]]:
@@ -154,12 +157,7 @@ class Problem:
         latency = self.latency_ms(spec)
         result = evaluate(self.proxy.apply(params), "train", self.data, settings, report=report, initial=initial, keep_weights=True)
         assert isinstance(result, TrainResult) and result.weights is not None
-        if not math.isfinite(result.score):
-            raise TrialFailed(f"train score is {result.score}")
-        cost = count(spec)
-        outcome = Outcome(score=result.score, latency_ms=latency, macs=cost.macs, params=cost.params, seconds=result.seconds,
-                          images_per_s=result.images_per_s)
-        return outcome, result.weights
+        return self._outcome(spec, latency, result), result.weights
 
     def base_at_width(self, width_mult: float) -> tuple[ModelSpec, ModelSpec]:
         """The base network (deployment and proxy) at another width multiplier (MnasNet's baseline)."""
