@@ -163,7 +163,10 @@ class Dataset:
                 yield x[idx], y[idx]
             return
         order = [idx.tolist() for idx in indices]
-        loader = torch.utils.data.DataLoader(x, batch_sampler=order, num_workers=self.workers, pin_memory=pin)
+        # a generator of its own: the loader's iterator draws its workers' base seed from it, which
+        # from the global one would shift every later dropout mask of the training that reads it
+        loader = torch.utils.data.DataLoader(x, batch_sampler=order, num_workers=self.workers, pin_memory=pin,
+                                             generator=torch.Generator().manual_seed(0))
         for images, idx in zip(loader, order):
             yield images, y[torch.tensor(idx, device=y.device)]
 
