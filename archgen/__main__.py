@@ -6,6 +6,7 @@
     python -m archgen model=mbv3_large latency=lut      # predicted per block by the lookup table
     python -m archgen spec=outputs/archgen/.../spec.yaml
     python -m archgen -m model=mbv1,mbv2,mbv3_large model.width_mult=0.5,1.0
+    python -m archgen -m model=mbv2,mbv3_large width_mult=0.5,1.0   # a knob needs no model. before it
 
 Bad input (a malformed spec, an unknown model, a module in ``imports`` that cannot be
 imported, a latency setting out of range) prints one line and exits with status 2.
@@ -23,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builder import build
-from .cli import check_choices, fail, load_settings
+from .cli import check_choices, discard_run_dir, fail, load_settings, path_component, register_path_component
 from .cost import count
 from .cost.latency import LatencySettings, measure
 from .cost.lut import LatencyTable
@@ -107,21 +108,35 @@ def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
     try:
-        run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.runtime.choices.get("model"))
+        run(cfg, out_dir, list(hc.overrides.task), hc.runtime.choices.get("model"))
     except SpecError as e:
+        discard_run_dir(out_dir)
         fail(PROG, str(e))
 
 
 def run_name(spec: str | None, model: str) -> str:
     """Run-directory suffix: the spec file's stem when ``spec=`` is given, else the model name."""
-    return Path(spec).stem if spec else model
+    return path_component(Path(spec).stem if spec else model)
+
+
+def knob_overrides(argv: list[str]) -> list[str]:
+    """The command line with ``width_mult=0.5`` read as ``model.width_mult=0.5`` (any knob): the
+    knobs belong to the model, and a sweep over them reads best in the short form."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        out.append(f"model.{key}={value}" if eq and key in KNOBS else arg)
+    return out
 
 
 def main() -> None:
+    sys.argv[1:] = knob_overrides(sys.argv[1:])
     check_choices(PROG, sys.argv[1:], "model", list_models(), " (or build a file with spec=path.yaml)")
     if not OmegaConf.has_resolver("archgen_run_name"):
         OmegaConf.register_new_resolver("archgen_run_name", run_name)
+    register_path_component()
     _hydra_main()
 
 

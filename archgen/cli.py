@@ -5,7 +5,10 @@ block), and settings dataclasses read from config sections."""
 from __future__ import annotations
 
 import dataclasses
+import re
+import shutil
 import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar
 
 from .errors import SpecError
@@ -21,12 +24,60 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def run_app(prog: str, body: Callable[[], T], interrupted: str) -> T:
-    """Run a command's ``body``: bad input is one line and exit 2, Ctrl-C one line (``prog: interrupted;
+HYDRA_RECORDS = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})  # what Hydra writes into <run dir>/.hydra
+
+
+OUTPUTS = Path("outputs")  # where the commands' run directories go by default, under the working directory
+
+
+def discard_run_dir(out_dir: Path) -> None:
+    """Remove a run directory under ``outputs/`` that holds nothing but what Hydra wrote when the
+    run began (its ``.hydra`` records and the job's log): a run stopped by its checks leaves
+    nothing behind. Anything else in it, an output or a file of the user's, keeps the whole
+    directory, and so does a place outside ``outputs/`` (``hydra.run.dir=`` names a folder that
+    may have been there before the run)."""
+    try:
+        if not out_dir.resolve().is_relative_to(OUTPUTS.resolve()):
+            return
+        entries = list(out_dir.iterdir())
+        records = out_dir / ".hydra"
+        if records.is_dir() and not {e.name for e in records.iterdir()} <= HYDRA_RECORDS:
+            return
+        if not all((e.name == ".hydra" and e.is_dir()) or (e.suffix == ".log" and e.is_file()) for e in entries):
+            return
+        shutil.rmtree(records, ignore_errors=True)
+        for e in entries:
+            if e.suffix == ".log":
+                e.unlink()
+        out_dir.rmdir()
+    except OSError:  # gone already, or not ours to remove: it stays
+        pass
+
+
+def path_component(text: Any) -> str:
+    """``text`` as one file name: every run of characters other than letters, digits and ``._,=+-``
+    becomes ``-``, and no leading dot, so a value on the command line (``space=../../x.yaml``)
+    cannot move a run directory out of ``outputs/``."""
+    return re.sub(r"[^\w.,=+-]+", "-", str(text)).lstrip(".") or "-"
+
+
+def register_path_component() -> None:
+    """``${path_component:...}`` for the configs' run and sweep directory names."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("path_component"):
+        OmegaConf.register_new_resolver("path_component", path_component)
+
+
+def run_app(prog: str, body: Callable[[], T], interrupted: str, out_dir: Path | None = None) -> T:
+    """Run a command's ``body``: bad input is one line and exit 2 (and ``out_dir``, the run directory,
+    is removed if the body wrote nothing into it), Ctrl-C one line (``prog: interrupted;
     <interrupted>``) and exit 130, after whatever the body saved."""
     try:
         return body()
     except SpecError as e:
+        if out_dir is not None:
+            discard_run_dir(out_dir)
         fail(prog, str(e))
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)

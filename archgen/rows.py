@@ -15,6 +15,7 @@ from numbers import Real
 from typing import Any, Mapping, Sequence
 
 from .errors import SpecError
+from .limits import MAX_CHANNELS, MAX_REPEATS
 
 NUM_CLASSES = "num_classes"  # placeholder a channels field may hold: the model's class count
 
@@ -107,13 +108,15 @@ def check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
             return value
         if value is None and f.default is None:
             return value
-        if not _is_int(value) or value < 1:
+        if not _is_int(value) or not 1 <= value <= MAX_CHANNELS:
             extra = " or 'num_classes'" if meta.get("classes") else ""
-            raise bad(f"a positive integer (channels){extra}")
+            raise bad(f"an integer in [1, {MAX_CHANNELS}] (channels){extra}")
     elif kind in ("repeats", "integer"):
         minimum = meta.get("minimum", 1)
         if value is None and f.default is None:
             return value
+        if kind == "repeats" and not (_is_int(value) and minimum <= value <= MAX_REPEATS):
+            raise bad(f"an integer in [{minimum}, {MAX_REPEATS}] (repeats)")
         if not _is_int(value) or value < minimum:
             raise bad(f"an integer >= {minimum}")
     elif kind == "stride":

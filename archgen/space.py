@@ -30,6 +30,8 @@ recorded choices (``Space.apply``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -150,6 +152,13 @@ class Space:
         if not self.per_stage and not self.per_block:
             raise SpecError(f"{self.source}: the space has no choices: give per_stage and/or per_block knobs")
         self._check_applies()
+
+    @property
+    def digest(self) -> str:
+        """What the space is, wherever its file sits: a hash of the base's flat block list and knobs
+        and of the choices (two copies of one space file agree; an edited one differs)."""
+        doc = {"base": self.base.to_dict(), "stages": list(self.stages), "per_stage": self.per_stage, "per_block": self.per_block}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def at(self, **knobs: Any) -> Space:
         """The same space over the base with other knobs: a proxy task's resolution, channels and classes."""

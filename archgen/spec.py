@@ -25,6 +25,7 @@ import yaml
 from .blocks import BLOCKS, Block, Expander, Knobs
 from .errors import SpecError
 from .ir import BlockConfig, Size
+from .limits import MAX_BLOCKS, MAX_CHANNELS, MAX_INPUT_SIZE, MAX_MULT, MAX_NUM_CLASSES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 from .layers.activations import ACTIVATIONS
 from .rows import parse_row
 from .zoo import list_models, model_path
@@ -125,13 +126,20 @@ def resolve_source(name_or_path: str | Path) -> Path:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a spec file as plain data (``yaml.safe_load``: no tags, no code)."""
+    """Read a spec file as plain data (``yaml.safe_load``: no tags, no code), at most
+    ``MAX_SPEC_BYTES`` long and ``MAX_SPEC_DEPTH`` deep."""
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)  # never more than the limit, whatever the file's size
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: the file is over {MAX_SPEC_BYTES >> 20} MiB; a spec is a few kB of tables")
+        data = yaml.safe_load(raw.decode("utf-8"))
     except OSError as e:
         raise SpecError(f"{path}: cannot read the file ({e.strerror})") from None
     except UnicodeDecodeError as e:
         raise SpecError(f"{path}: unreadable YAML: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise SpecError(f"{path}: unreadable YAML: nested deeper than {MAX_SPEC_DEPTH} levels") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -139,7 +147,33 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: unreadable YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping, got {type(data).__name__}")
+    if depth(data) > MAX_SPEC_DEPTH:
+        raise SpecError(f"{path}: nested deeper than {MAX_SPEC_DEPTH} levels; a spec's tables are a few levels deep")
     return data
+
+
+def depth(data: Any) -> int:
+    """How deeply ``data`` nests mappings and lists (a scalar: 0), or ``MAX_SPEC_DEPTH + 1`` when
+    deeper than the limit. YAML anchors share one object between several places (and may make a
+    cycle), so every object is measured once, and no walk goes past the limit."""
+    too_deep = MAX_SPEC_DEPTH + 1
+    heights: dict[int, int] = {}
+    active: set[int] = set()
+
+    def height(item: Any, level: int) -> int:
+        if not isinstance(item, (Mapping, list, tuple)):
+            return 0
+        key = id(item)
+        if level >= too_deep or key in active:  # past the limit, or an anchor inside itself
+            return too_deep
+        if key not in heights:
+            active.add(key)
+            children = item.values() if isinstance(item, Mapping) else item
+            heights[key] = min(too_deep, 1 + max((height(c, level + 1) for c in children), default=0))
+            active.discard(key)
+        return heights[key]
+
+    return height(data, 0)
 
 
 def load_spec(name_or_path: str | Path | Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> ModelSpec:
@@ -189,8 +223,9 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
     bn = _bn(data.get("bn", {}), source)
     meta = {k: data[k] for k in ("paper", "reference", "conventions") if k in data}
     name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
-    if not isinstance(name, str):
-        raise SpecError(f"{source}: 'name' must be a string, got {name!r}")
+    if not isinstance(name, str) or not name.isprintable():
+        # a name is printed on the terminal: escape codes or line breaks in it would reach it raw
+        raise SpecError(f"{source}: 'name' must be a string of printable characters, got {name!r}")
     if expanded:
         blocks = _load_blocks(data["blocks"], knobs, source)
     else:
@@ -223,26 +258,29 @@ def _norm_knob(key: str, value: Any, source: str) -> Any:
 
 
 def _size(value: Any, source: str) -> tuple[int, int]:
-    if _is_int(value) and value >= 1:
+    def side(v: Any) -> bool:
+        return _is_int(v) and 1 <= v <= MAX_INPUT_SIZE
+
+    if side(value):
         return (value, value)
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value):
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(side(v) for v in value):
         return (int(value[0]), int(value[1]))
-    raise SpecError(f"{source}: 'input_size' must be a positive integer or [H, W], got {value!r}")
+    raise SpecError(f"{source}: 'input_size' must be an integer in [1, {MAX_INPUT_SIZE}] or [H, W] of them, got {value!r}")
 
 
 def _knobs(data: Mapping[str, Any], source: str) -> Knobs:
     k = Knobs()
-    for key in ("num_classes", "in_chans", "round_to"):
+    for key, most in (("num_classes", MAX_NUM_CLASSES), ("in_chans", MAX_CHANNELS), ("round_to", MAX_CHANNELS)):
         if key in data:
             v = data[key]
-            if not _is_int(v) or v < 1:
-                raise SpecError(f"{source}: {key!r} must be a positive integer, got {v!r}")
+            if not _is_int(v) or not 1 <= v <= most:
+                raise SpecError(f"{source}: {key!r} must be an integer in [1, {most}], got {v!r}")
             setattr(k, key, v)
     for key in ("width_mult", "depth_mult"):
         if key in data:
             v = data[key]
-            if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v <= 100:
-                raise SpecError(f"{source}: {key!r} must be a positive number, got {v!r}")
+            if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v <= MAX_MULT:
+                raise SpecError(f"{source}: {key!r} must be a number in (0, {MAX_MULT}], got {v!r}")
             setattr(k, key, float(v))
     if "dropout" in data:
         v = data["dropout"]
@@ -337,6 +375,8 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
     """Read an expanded ``blocks`` list back, checking that it chains and is buildable."""
     if not isinstance(raw, list) or not raw:
         raise SpecError(f"{source}: 'blocks' must be a non-empty list of block configs")
+    if len(raw) > MAX_BLOCKS:
+        raise SpecError(f"{source}: 'blocks' lists {len(raw)} blocks, over the limit of {MAX_BLOCKS}")
     blocks: list[BlockConfig] = []
     chs, size = knobs.in_chans, knobs.input_size
     for i, b in enumerate(raw, 1):
@@ -355,12 +395,12 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
         where = f"{where} ({b['name']}, {b['type']})"
         for key in ("in", "out", "s"):
             v = b.get(key, 1)
-            if not _is_int(v) or v < 1:
-                raise SpecError(f"{where}: field {key!r} must be a positive integer, got {v!r}")
+            if not _is_int(v) or not 1 <= v <= MAX_CHANNELS:
+                raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
         for key in ("k", "exp"):
             v = b.get(key)
-            if v is not None and (not _is_int(v) or v < 1):
-                raise SpecError(f"{where}: field {key!r} must be a positive integer, got {v!r}")
+            if v is not None and (not _is_int(v) or not 1 <= v <= MAX_CHANNELS):
+                raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
         se = b.get("se", 0.0)
         if not isinstance(se, Real) or isinstance(se, bool) or not 0 <= se <= 1:
             raise SpecError(f"{where}: field 'se' must be a ratio in [0, 1], got {se!r}")

@@ -16,6 +16,8 @@ Ctrl-C stops after saving the study and what it holds so far (exit 130).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import signal
 import statistics
 import sys
@@ -32,12 +34,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from archgen import SpecError, build, count
-from archgen.cli import check_choices, load_settings, run_app
+from archgen.cli import check_choices, load_settings, path_component, register_path_component, run_app
 from archgen.cost.latency import LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, is_int, is_real
+from .data import DataSettings, is_int, is_real, labels_digest
 from .evaluate import EVALUATORS, TrainSettings
 from .problem import Problem
 from .pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
@@ -103,6 +105,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         with FileLock(f"{db}.lock"):
             # several workers on one SQLite file wait for each other's writes instead of failing
             return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    except OSError as e:  # the database's folder cannot be made, or its lock file written
+        where = f" {e.filename}" if e.filename else ""
+        raise SpecError(f"storage {url!r}: cannot create{where} ({e.strerror or e})") from None
     except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as e:  # a malformed URL, no driver, no server
         raise SpecError(f"storage {url!r}: cannot open it ({str(e).splitlines()[0]})") from None
 
@@ -117,13 +122,41 @@ def make_study_pruner(cfg: DictConfig, problem: Problem, strategy_name: str) -> 
     return make_pruner(name, settings, max_epochs)
 
 
+# what changes how a trial runs but not what its figures mean: workers on other hardware, or with
+# other paths, may join one study
+RUNTIME_SETTINGS = frozenset({"device", "precision", "channels_last", "compile", "threads", "deterministic"})
+LOCAL_DATA_SETTINGS = frozenset({"root", "download", "in_memory", "memory_limit_gb", "workers"})
+IDENTITY_FORMAT = 2
+
+
+def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str, Any]:
+    """Every setting that changes what a trial's value means, flat (``train.epochs``): the space
+    (by name and content, never by path), the budget, the strategy and its reward weights, the
+    evaluator's settings, the data's settings and labels, the latency protocol and the seed."""
+    def flat(prefix: str, values: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+        return {f"{prefix}.{k}": v for k, v in values.items() if k not in skip and not k.endswith("_dir")}
+
+    evaluator = dataclasses.asdict(problem.evaluator_settings)
+    identity = {
+        "format": IDENTITY_FORMAT,
+        "space": problem.space.name, "space.digest": problem.space.digest,
+        "budget_ms": problem.budget_ms,
+        "strategy": strategy.name, **flat(strategy.name, _section(cfg, strategy.name)),
+        "evaluator": problem.evaluator, **flat(problem.evaluator, evaluator, RUNTIME_SETTINGS),
+        **flat("data", dataclasses.asdict(problem.data_settings), LOCAL_DATA_SETTINGS),
+        "data.labels": labels_digest(problem.data),
+        **flat("latency", dataclasses.asdict(problem.latency)),
+        "seed": cfg.seed,
+    }
+    return json.loads(json.dumps(identity, default=str))  # as the storage gives it back: lists, not tuples
+
+
 def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) -> optuna.Study:
     """Create the study, or load it to resume; a study made with other settings is refused."""
     storage = open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}")
     pruner = make_study_pruner(cfg, problem, strategy.name)
     name = cfg.study_name or f"{problem.space.name}-{strategy.name}-{problem.budget_ms:g}ms-{out_dir.name}"
-    identity = {"space": problem.space.source, "budget_ms": problem.budget_ms, "strategy": strategy.name,
-                "evaluator": problem.evaluator, "data": problem.data.name, "latency": problem.latency.source}
+    identity = study_identity(cfg, problem, strategy)
     try:
         study = optuna.create_study(
             study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed), pruner=pruner,
@@ -134,11 +167,14 @@ def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) 
     recorded = study.user_attrs.get("identity")
     if recorded is None:
         study.set_user_attr("identity", identity)
+    elif recorded.get("format") != IDENTITY_FORMAT:
+        raise SpecError(f"study {name!r} was created by an earlier archgen, which recorded too few of its settings "
+                        "to check that a trial means the same now; choose another study_name")
     elif recorded != identity:
-        changed = next(k for k in identity if recorded.get(k) != identity[k])
+        changed = next(k for k in [*identity, *recorded] if recorded.get(k, "(unset)") != identity.get(k, "(unset)"))
         raise SpecError(
-            f"study {name!r} was created with {changed}={recorded.get(changed)!r}, not {identity[changed]!r}; "
-            "resume it with its settings or choose another study_name"
+            f"study {name!r} was created with {changed}={recorded.get(changed, '(unset)')!r}, not "
+            f"{identity.get(changed, '(unset)')!r}; resume it with its settings or choose another study_name"
         )
     return study
 
@@ -400,6 +436,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not is_int(cfg.n_trials) or cfg.n_trials < 1:
         raise SpecError(f"n_trials must be an integer >= 1, got {cfg.n_trials!r}")
+    if not is_int(cfg.seed) or cfg.seed < 0:
+        raise SpecError(f"seed must be an integer >= 0 (the sampler's, and each trial's with its number), got {cfg.seed!r}")
     if not is_int(cfg.fresh_seeds) or cfg.fresh_seeds < 0:
         raise SpecError(f"fresh_seeds must be an integer >= 0, got {cfg.fresh_seeds!r}")
     timeout = cfg.get("timeout_min")
@@ -435,10 +473,25 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run_app(PROG, lambda: run(cfg, out_dir),
-            f"the study is saved, run again with the same study_name to resume (outputs so far in {out_dir})")
+            f"the study is saved, run again with the same study_name to resume (outputs so far in {out_dir})", out_dir)
+
+
+def run_name(space: Any, strategy: Any, budget_ms: Any) -> str:
+    """The run directory's name after its time: the space's file stem (never its path, so that the
+    directory stays under outputs/), the strategy, the budget and this process's id (two workers
+    started in the same second on one study get a directory each)."""
+    return "_".join(path_component(part) for part in (Path(str(space)).stem, strategy, f"{budget_ms}ms", os.getpid()))
+
+
+def register_resolvers() -> None:
+    """The resolvers conf/search.yaml's run and sweep directories use."""
+    if not OmegaConf.has_resolver("search_run_name"):
+        OmegaConf.register_new_resolver("search_run_name", run_name)
+    register_path_component()
 
 
 def main() -> None:
+    register_resolvers()
     argv = sys.argv[1:]
     check_choices(PROG, argv, "strategy", sorted(STRATEGIES))
     check_choices(PROG, argv, "evaluator", sorted(EVALUATORS))

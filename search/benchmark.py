@@ -435,7 +435,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_app(PROG, lambda: run(cfg, out_dir), f"the search's study is in {out_dir} (study_name= and storage= resume it)")
+    run_app(PROG, lambda: run(cfg, out_dir), f"the search's study is in {out_dir} (study_name= and storage= resume it)", out_dir)
 
 
 if __name__ == "__main__":

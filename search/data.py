@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import math
 import zlib
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from archgen import SpecError
+from archgen.limits import MAX_INPUT_SIZE
 
 from .device import owned_cores
 
@@ -80,7 +82,8 @@ class DataSettings:
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise SpecError(f"unknown data {self.name!r}; known: {', '.join(sorted(DATASETS))}")
-        check_setting("data.size", self.size, is_int(self.size) and self.size >= 1, "a positive integer")
+        check_setting("data.size", self.size, is_int(self.size) and 1 <= self.size <= MAX_INPUT_SIZE,
+                      f"an integer in [1, {MAX_INPUT_SIZE}]")
         check_setting("data.val_fraction", self.val_fraction, is_real(self.val_fraction) and 0 < self.val_fraction < 1, "a number in (0, 1)")
         check_setting("data.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("data.download", self.download, isinstance(self.download, bool), "true or false")
@@ -174,6 +177,17 @@ class Dataset:
         """The indices of ``split`` in order, in batches of ``batch_size`` (only full ones with ``full``)."""
         n = len(self.train_y if split == "train" else self.val_y)
         return list(torch.arange(n // batch_size * batch_size if full else n).split(batch_size))
+
+
+def labels_digest(data: Dataset) -> str:
+    """A fingerprint of what a dataset holds, wherever its files sit: the hash of both splits'
+    labels, in order (exact on every machine, unlike the images' floats, whose resizing rounds
+    differently on different CPUs)."""
+    h = hashlib.sha256()
+    for labels in (data.train_y, data.val_y):
+        h.update(str(len(labels)).encode())
+        h.update(labels.cpu().numpy().astype("<i8").tobytes())
+    return h.hexdigest()[:16]
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

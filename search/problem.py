@@ -55,8 +55,8 @@ class Problem:
         cache: str | Path | None = None,
         lut: bool = False,
     ) -> None:
-        if not (isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and budget_ms > 0):
-            raise SpecError(f"budget_ms must be a positive number of milliseconds, got {budget_ms!r}")
+        if not (isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and 0 < budget_ms < math.inf):
+            raise SpecError(f"budget_ms must be a positive, finite number of milliseconds, got {budget_ms!r}")
         if evaluator not in EVALUATORS:
             raise SpecError(f"unknown evaluator {evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
         latency.check_device()

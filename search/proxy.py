@@ -364,7 +364,7 @@ def main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run_app(PROG, lambda: run(cfg, out_dir),
-            f"the trainings done are in {out_dir / 'evaluations.csv'} (resume={out_dir} takes up the rest)")
+            f"the trainings done are in {out_dir / 'evaluations.csv'} (resume={out_dir} takes up the rest)", out_dir)
 
 
 if __name__ == "__main__":

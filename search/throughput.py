@@ -202,7 +202,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(text)
         print(f"took {result['seconds']:.0f} s; wrote {out_dir}", file=sys.stderr)
 
-    run_app(PROG, body, f"nothing was written to {out_dir}")
+    run_app(PROG, body, f"nothing was written to {out_dir}", out_dir)
 
 
 def main() -> None:

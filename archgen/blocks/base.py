@@ -27,6 +27,7 @@ from ..errors import SpecError
 from ..ir import BlockConfig, Size, fmt_shape
 from ..layers.context import BuildContext
 from ..layers.helpers import make_divisible
+from ..limits import MAX_BLOCKS, MAX_CHANNELS
 from ..registry import Registry
 from ..rows import NUM_CLASSES
 
@@ -158,6 +159,7 @@ class Expander:
         self._row_blocks: list[BlockConfig] = []
         self._row_opens_stage = False
         self._stride = 1
+        self._named: dict[str, int] = {}  # "stages.3" / "head" -> its blocks so far
 
     # -- values ---------------------------------------------------------------
     def channels(self, c: Any, scale: str = "width") -> int:
@@ -186,12 +188,10 @@ class Expander:
             self._stage += 1
         if not self._row_blocks:
             raise SpecError(f"{self.where}: the row expands to no block")
-        if self._section == "stages":
-            prefix = f"stages.{self._stage}"
-            done = sum(1 for b in self.blocks if b.stage == self._stage)
-        else:
-            prefix, done = self._section, sum(1 for b in self.blocks if b.section == self._section)
+        prefix = f"stages.{self._stage}" if self._section == "stages" else self._section
+        done = self._named.get(prefix, 0)  # blocks of this stage (or section) so far
         named = [dataclasses.replace(b, name=f"{prefix}.{done + i}") for i, b in enumerate(self._row_blocks)]
+        self._named[prefix] = done + len(named)
         self.blocks.extend(named)
 
     def emit(
@@ -220,6 +220,12 @@ class Expander:
         for what, value in (("output channels", out_chs), ("expansion channels (exp)", exp)):
             if value is not None and value < 1:
                 raise SpecError(f"{desc}: the row gives {value} {what}; a block needs at least 1")
+            if value is not None and value > MAX_CHANNELS:
+                raise SpecError(f"{desc}: the row gives {value} {what} (after width_mult {self.knobs.width_mult:g}), "
+                                f"over the limit of {MAX_CHANNELS}")
+        if len(self.blocks) + len(self._row_blocks) >= MAX_BLOCKS:
+            raise SpecError(f"{desc}: the network has more than {MAX_BLOCKS} blocks (after depth_mult "
+                            f"{self.knobs.depth_mult:g}), over the limit")
         if cls.input == "map" and self.size is None:
             raise SpecError(
                 f"{desc}: needs a feature map but gets a flat vector of {self.chs} features; "

@@ -25,9 +25,12 @@ file is rebuilt with a warning.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import statistics
 import warnings
@@ -92,6 +95,14 @@ class Prediction:
         return self.calibration.networks > 0
 
 
+class _Damaged(Exception):
+    """A latency-table file that is there but is not a table of this format."""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _context(spec: ModelSpec) -> BuildContext:
     return BuildContext(bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, round_to=spec.round_to)
 
@@ -124,32 +135,55 @@ class LatencyTable:
             self.calibration = data["calibration"]
 
     def _read(self, warn: bool = True) -> dict[str, Any]:
-        empty: dict[str, Any] = {"entries": {}, "calibration": Calibration()}
+        """The table on disk; a damaged one (unreadable, not this format's JSON, wrong types,
+        non-finite numbers, a folder in its place) is moved aside to ``<name>.damaged.<pid>``,
+        with one warning unless ``warn`` is false, and an empty table is returned in its place."""
         try:
-            text = self.path.read_text()
+            return self._parse(self.path.read_bytes())
         except FileNotFoundError:
-            return empty
-        except OSError as e:
-            if warn:
-                warnings.warn(f"{self.path}: cannot read the latency table ({e.strerror}); measuring afresh", RuntimeWarning, 3)
-            return empty
+            return {"entries": {}, "calibration": Calibration()}
+        except (OSError, _Damaged) as e:
+            damage = f"cannot read it ({e.strerror})" if isinstance(e, OSError) else str(e)
+        with self._lock:  # another process may have replaced it meanwhile: move aside only what is still damaged
+            try:
+                return self._parse(self.path.read_bytes())
+            except (OSError, _Damaged):
+                aside = self.path.with_name(f"{self.path.name}.damaged.{os.getpid()}")
+                try:
+                    os.replace(self.path, aside)
+                    moved = f"moved to {aside.name}"
+                except OSError as e:
+                    moved = f"could not move it aside: {e.strerror}" if e.errno != errno.ENOENT else "gone since"
+        if warn:
+            warnings.warn(f"{self.path}: damaged latency table ({damage}; {moved}); rebuilding it", RuntimeWarning, 3)
+        return {"entries": {}, "calibration": Calibration()}
+
+    def _parse(self, raw: bytes) -> dict[str, Any]:
+        """Entries and calibration from the file's bytes; ``_Damaged`` says what is wrong with them."""
         try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
-                raise ValueError("not a table: no 'entries' mapping")
-            if data.get("format") != FORMAT or data.get("fingerprint") != self.fingerprint:
-                raise ValueError("written by another format or environment")
-            entries = data["entries"]
-            if not all(isinstance(v, (int, float)) and v >= 0 for v in entries.values()):
-                raise ValueError("entries are not block -> milliseconds")
-            calibration = Calibration(**data.get("calibration", {}))
-            if not all(isinstance(v, (int, float)) for v in asdict(calibration).values()):
-                raise ValueError("the calibration is not numbers")
-        except ValueError as e:  # json.JSONDecodeError is a ValueError
-            if warn:
-                warnings.warn(f"{self.path}: damaged latency table ({e}); rebuilding it", RuntimeWarning, 3)
-            return empty
-        return {"entries": {k: float(v) for k, v in entries.items()}, "calibration": calibration}
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise _Damaged(f"not UTF-8 text (byte {e.start})") from None
+        except RecursionError:
+            raise _Damaged("nested too deep to be a table") from None
+        except ValueError as e:  # json.JSONDecodeError
+            raise _Damaged(f"not JSON: {e}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+            raise _Damaged("not a table: no 'entries' mapping")
+        if data.get("format") != FORMAT or data.get("fingerprint") != self.fingerprint:
+            raise _Damaged("written by another format or environment")
+        entries = data["entries"]
+        if not all(_is_number(v) and v >= 0 for v in entries.values()):
+            raise _Damaged("entries are not block -> finite milliseconds")
+        fields = data.get("calibration", {})
+        known = {f.name for f in dataclasses.fields(Calibration)}
+        if not isinstance(fields, dict) or not set(fields) <= known or not all(_is_number(v) for v in fields.values()):
+            raise _Damaged(f"the calibration is not {{{', '.join(sorted(known))}}} -> finite numbers")
+        calibration = Calibration(**fields)
+        if calibration.scale <= 0 or calibration.networks < 0 or calibration.networks != int(calibration.networks):
+            raise _Damaged(f"the calibration is out of range ({asdict(calibration)})")
+        return {"entries": {k: float(v) for k, v in entries.items()},
+                "calibration": dataclasses.replace(calibration, networks=int(calibration.networks))}
 
     def _save(self) -> None:
         """Merge with the file under the lock and replace it atomically."""

@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 import archgen
-from archgen.__main__ import run
+from archgen.__main__ import knob_overrides, run
+from archgen.cli import discard_run_dir
 from archgen.cost.latency import describe
 from archgen.zoo import CONF_DIR
 
@@ -92,7 +93,8 @@ def test_main_command_prints_the_layer_table_and_writes_outputs(tmp_path):
 
 
 def test_multirun_writes_each_summary_and_one_table(tmp_path):
-    r = _cli("-m", "model=mbv1,mbv2", "model.width_mult=0.5,1.0", "table=false", "latency.repeats=3",
+    # the knob without its model. prefix, as the sweep reads best (knob_overrides adds it)
+    r = _cli("-m", "model=mbv1,mbv2", "width_mult=0.5,1.0", "table=false", "latency.repeats=3",
              f"hydra.sweep.dir={tmp_path}")
     assert r.returncode == 0, r.stderr
     jobs = sorted(p.parent.name for p in tmp_path.glob("*/summary.json"))
@@ -135,6 +137,32 @@ def test_malformed_spec_file_exits_2_without_writing(tmp_path):
     r = _cli(f"spec={bad}", f"hydra.run.dir={out}")
     _assert_bad_input(r, str(bad), "body row 4", "'k'", "odd")
     assert not (out / "summary.json").exists() and not (out / "spec.yaml").exists()
+
+
+def test_a_bare_knob_is_the_models_and_everything_else_is_left_alone():
+    argv = ["-m", "model=mbv2", "width_mult=0.5,1.0", "input_size=192", "+model.dropout=0.1", "latency.threads=2", "spec=x.yaml"]
+    assert knob_overrides(argv) == ["-m", "model=mbv2", "model.width_mult=0.5,1.0", "model.input_size=192",
+                                    "+model.dropout=0.1", "latency.threads=2", "spec=x.yaml"]
+
+
+def test_a_failed_run_keeps_a_run_directory_that_holds_anything_else(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hydra_only, kept, named = tmp_path / "outputs" / "a", tmp_path / "outputs" / "b", tmp_path / "mine"
+    for d in (hydra_only, kept, named):
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "config.yaml").write_text("{}")
+        (d / "archgen.log").write_text("")
+    (kept / "notes.txt").write_text("mine")
+    for d in (hydra_only, kept, named):
+        discard_run_dir(d)
+    assert not hydra_only.exists() and (kept / "notes.txt").read_text() == "mine" and (kept / ".hydra" / "config.yaml").exists()
+    assert (named / ".hydra" / "config.yaml").exists()  # hydra.run.dir= outside outputs/: the user's folder, left alone
+
+
+def test_a_run_stopped_by_its_checks_leaves_no_run_directory(tmp_path):
+    r = _cli("model=mbv2", "width_mult=1000", cwd=tmp_path)
+    _assert_bad_input(r, "'width_mult' must be a number in (0, 100], got 1000")
+    assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
 def test_unreadable_yaml_exits_2(tmp_path):

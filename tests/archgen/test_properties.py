@@ -226,3 +226,41 @@ def test_a_corrupted_spec_always_raises_spec_error_never_a_torch_error(data, dra
     assert "\n" not in message and message.startswith(f"{SOURCE}: ")
     for fragment in expected:
         assert fragment in message
+
+
+@st.composite
+def corrupted_bytes(draw: st.DrawFn, text: bytes) -> bytes:
+    """``text`` with a few random edits: bytes replaced, inserted or deleted, a number made huge,
+    negative or fractional, or a stretch of nesting brackets."""
+    data = bytearray(text)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["replace", "insert", "delete", "number", "brackets"]))
+        if how == "replace" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        elif how == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif how == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        elif how == "number":
+            data[at:at] = draw(st.sampled_from([b"1000000000", b"1e35", b"-7", b"0", b"2.5", b".inf", b".nan", b"10" * 20]))
+        else:
+            depth = draw(st.integers(30, 3000))
+            data[at:at] = b"[" * depth + b"]" * depth
+    return bytes(data)
+
+
+ZOO_TEXTS = {name: archgen.zoo.model_path(name).read_bytes() for name in ("mbv3_small", "mbv2", "resnet18", "vovnet27_slim")}
+
+
+@settings(_settings, max_examples=300)
+@given(draw=st.data(), name=st.sampled_from(sorted(ZOO_TEXTS)))
+def test_a_randomly_corrupted_spec_file_loads_or_is_one_spec_error(tmp_path, draw, name):
+    path = tmp_path / f"{name}.yaml"
+    path.write_bytes(draw.draw(corrupted_bytes(ZOO_TEXTS[name])))
+    try:
+        spec = archgen.load_spec(path)
+    except archgen.SpecError as e:
+        assert "\n" not in str(e) and str(e).startswith(str(path))
+    else:  # the edit kept it a valid spec: it is held to the same bounds as any other
+        assert spec.blocks and all(1 <= b.out_chs <= archgen.limits.MAX_CHANNELS for b in spec.blocks)

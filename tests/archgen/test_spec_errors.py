@@ -57,20 +57,26 @@ CASES: list[tuple[str, dict, Mutation | None, dict, str, str, str]] = [
     ("unknown_table_type", MBV3, _set("body", "type", value="mbconv"), {}, "body:", "block type 'mbconv'", "bneck"),
     ("block_type_not_a_name", MBV3, _set("head", 1, "type", value=["global_pool"]), {}, "head row 2", "block type ['global_pool']", "global_pool"),
     # channels
-    ("negative_channels", MBV3, _body_row(3, 2, -24), {}, "body row 3 (bneck)", "'c'", "a positive integer (channels)"),
-    ("zero_expansion", MBV3, _body_row(5, 1, 0), {}, "body row 5 (bneck)", "'exp'", "a positive integer (channels)"),
+    ("negative_channels", MBV3, _body_row(3, 2, -24), {}, "body row 3 (bneck)", "'c'", "an integer in [1, 65536] (channels)"),
+    ("zero_expansion", MBV3, _body_row(5, 1, 0), {}, "body row 5 (bneck)", "'exp'", "an integer in [1, 65536] (channels)"),
     ("float_channels", MBV3, _body_row(2, 2, 24.5), {}, "body row 2 (bneck)", "'c'", "got 24.5"),
     ("string_channels", MBV3, _body_row(2, 2, "24"), {}, "body row 2 (bneck)", "'c'", "got '24'"),
-    ("bool_channels", MBV3, _body_row(2, 2, True), {}, "body row 2 (bneck)", "'c'", "positive integer"),
-    ("num_classes_where_not_allowed", MBV3, _body_row(2, 2, "num_classes"), {}, "body row 2 (bneck)", "'c'", "positive integer"),
+    ("bool_channels", MBV3, _body_row(2, 2, True), {}, "body row 2 (bneck)", "'c'", "an integer in [1, 65536]"),
+    ("num_classes_where_not_allowed", MBV3, _body_row(2, 2, "num_classes"), {}, "body row 2 (bneck)", "'c'", "an integer in [1, 65536]"),
+    ("a_billion_channels", MBV3, _body_row(2, 2, 1_000_000_000), {}, "body row 2 (bneck)", "'c'", "an integer in [1, 65536] (channels), got 1000000000"),
+    ("1e35_channels", MBV3, _body_row(2, 2, 10**35), {}, "body row 2 (bneck)", "'c'", "an integer in [1, 65536] (channels)"),
+    ("channels_over_the_limit_after_width_mult", MBV3, _body_row(2, 2, 40000), {"width_mult": 2.0}, "body row 2 (bneck)", "output channels", "over the limit of 65536"),
+    ("expanded_billion_channels", EXPANDED, _set("blocks", 0, "out", value=10**9), {}, "blocks[1]", "'out'", "an integer in [1, 65536]"),
     ("linear_zero_features", MBV3, _set("head", 2, "c", value=0), {}, "head row 3 (linear)", "'c'", "or 'num_classes'"),
     ("conv_t_gives_no_channels", MBV3, _set("head", 0, "t", value=0.001), {}, "head row 1 (conv)", "'t'", "at least 1 channel"),
     ("conv_c_and_t", MBV3, _set("head", 0, "c", value=576), {}, "head row 1 (conv)", "'c'", "exactly one of"),
     ("ir_t_gives_no_channels", MBV2, _set("body", "rows", 1, 0, value=0.01), {}, "body row 2 (ir)", "'t'", "at least 1 hidden channel"),
     ("ir_t_zero", MBV2, _set("body", "rows", 1, 0, value=0), {}, "body row 2 (ir)", "'t'", "a number in (0.0, 64.0]"),
     # repeats
-    ("zero_repeats", MBV2, _set("body", "rows", 2, 2, value=0), {}, "body row 3 (ir)", "'n'", "an integer >= 1"),
-    ("negative_repeats", MBV2, _set("body", "rows", 2, 2, value=-3), {}, "body row 3 (ir)", "'n'", "an integer >= 1"),
+    ("zero_repeats", MBV2, _set("body", "rows", 2, 2, value=0), {}, "body row 3 (ir)", "'n'", "an integer in [1, 1000] (repeats)"),
+    ("negative_repeats", MBV2, _set("body", "rows", 2, 2, value=-3), {}, "body row 3 (ir)", "'n'", "an integer in [1, 1000] (repeats)"),
+    ("ten_thousand_repeats", MBV2, _set("body", "rows", 2, 2, value=10_000), {}, "body row 3 (ir)", "'n'", "an integer in [1, 1000] (repeats), got 10000"),
+    ("blocks_over_the_limit_after_depth_mult", MBV2, _set("body", "rows", 2, 2, value=1000), {"depth_mult": 3.0}, "body row 3 (ir)", "more than 2000 blocks", "over the limit"),
     ("float_repeats", MBV2, _set("body", "rows", 2, 2, value=2.5), {}, "body row 3 (ir)", "'n'", "got 2.5"),
     # strides and kernels
     ("stride_3", MBV3, _body_row(4, 5, 3), {}, "body row 4 (bneck)", "'s'", "1 or 2 (stride)"),
@@ -114,18 +120,23 @@ CASES: list[tuple[str, dict, Mutation | None, dict, str, str, str]] = [
     ("name_not_a_string", MBV3, _set("name", value=3), {}, "", "'name'", "must be a string"),
     ("bn_unknown_key", MBV3, _set("bn", value={"eps": 0.001, "mom": 0.01}), {}, "", "'bn'", "'eps' and/or 'momentum'"),
     ("bn_eps_out_of_range", MBV3, _set("bn", "eps", value=2), {}, "", "'bn.eps'", "a number in (0, 1)"),
-    ("round_to_zero", MBV3, _set("round_to", value=0), {}, "", "'round_to'", "a positive integer"),
+    ("round_to_zero", MBV3, _set("round_to", value=0), {}, "", "'round_to'", "an integer in [1, 65536]"),
     # knobs in the file and as overrides
-    ("num_classes_0", MBV3, _set("num_classes", value=0), {}, "", "'num_classes'", "a positive integer"),
-    ("num_classes_0_override", MBV3, None, {"num_classes": 0}, "", "'num_classes'", "a positive integer"),
-    ("width_mult_negative", MBV3, _set("width_mult", value=-1), {}, "", "'width_mult'", "a positive number"),
-    ("width_mult_negative_override", MBV3, None, {"width_mult": -1}, "", "'width_mult'", "a positive number"),
+    ("num_classes_0", MBV3, _set("num_classes", value=0), {}, "", "'num_classes'", "an integer in [1, 131072]"),
+    ("num_classes_a_billion", MBV3, _set("num_classes", value=10**9), {}, "", "'num_classes'", "an integer in [1, 131072], got 1000000000"),
+    ("input_size_30000", MBV3, None, {"input_size": 30000}, "", "'input_size'", "an integer in [1, 8192] or [H, W] of them, got 30000"),
+    ("num_classes_0_override", MBV3, None, {"num_classes": 0}, "", "'num_classes'", "an integer in [1, 131072]"),
+    ("width_mult_negative", MBV3, _set("width_mult", value=-1), {}, "", "'width_mult'", "a number in (0, 100]"),
+    ("width_mult_negative_override", MBV3, None, {"width_mult": -1}, "", "'width_mult'", "a number in (0, 100]"),
+    ("width_mult_over_its_limit", MBV3, _set("width_mult", value=1000), {}, "", "'width_mult'", "a number in (0, 100], got 1000"),
+    ("name_with_escape_codes", MBV3, _set("name", value="\x1b[31mred\x1b[0m"), {}, "", "'name'", "printable characters"),
+    ("name_with_a_line_break", MBV3, _set("name", value="two\nlines"), {}, "", "'name'", "printable characters"),
     ("dropout_1_5", MBV3, _set("dropout", value=1.5), {}, "", "'dropout'", "a number in [0, 1)"),
     ("dropout_1_5_override", MBV3, None, {"dropout": 1.5}, "", "'dropout'", "a number in [0, 1)"),
-    ("input_size_word", MBV3, _set("input_size", value="abc"), {}, "", "'input_size'", "a positive integer or [H, W]"),
-    ("input_size_word_override", MBV3, None, {"input_size": "abc"}, "", "'input_size'", "a positive integer or [H, W]"),
+    ("input_size_word", MBV3, _set("input_size", value="abc"), {}, "", "'input_size'", "an integer in [1, 8192] or [H, W]"),
+    ("input_size_word_override", MBV3, None, {"input_size": "abc"}, "", "'input_size'", "an integer in [1, 8192] or [H, W]"),
     ("input_size_three_values", MBV3, _set("input_size", value=[224, 224, 3]), {}, "", "'input_size'", "[H, W]"),
-    ("in_chans_float", MBV3, None, {"in_chans": 3.0}, "", "'in_chans'", "a positive integer"),
+    ("in_chans_float", MBV3, None, {"in_chans": 3.0}, "", "'in_chans'", "an integer in [1, 65536]"),
     ("unknown_override", MBV3, None, {"width": 0.5}, "", "'width'", "the knobs are: num_classes"),
     ("depth_mult_without_repeats", MBV3, None, {"depth_mult": 2}, "", "depth_mult=2", "no row of this spec has a repeat column"),
     # the expanded form: chaining, naming, values
@@ -140,7 +151,7 @@ CASES: list[tuple[str, dict, Mutation | None, dict, str, str, str]] = [
      {}, "", "'blocks'", "at least one stage"),
     ("expanded_unknown_type", EXPANDED, _set("blocks", 1, "type", value="mbconv"), {}, "blocks[2]", "block type 'mbconv'", "bneck"),
     ("expanded_unknown_nl", EXPANDED, _set("blocks", 1, "nl", value="mish"), {}, "blocks[2] (stages.0.0, bneck)", "'nl'", "hswish"),
-    ("expanded_float_exp", EXPANDED, _set("blocks", 1, "exp", value=7.5), {}, "blocks[2] (stages.0.0, bneck)", "'exp'", "a positive integer"),
+    ("expanded_float_exp", EXPANDED, _set("blocks", 1, "exp", value=7.5), {}, "blocks[2] (stages.0.0, bneck)", "'exp'", "an integer in [1, 65536]"),
     ("expanded_se_above_1", EXPANDED, _set("blocks", 1, "se", value=1.5), {}, "blocks[2] (stages.0.0, bneck)", "'se'", "a ratio in [0, 1]"),
     ("expanded_missing_out", EXPANDED, lambda d: d["blocks"][1].pop("out"), {}, "blocks[2]", "'out'", "missing field"),
     ("expanded_not_a_mapping", EXPANDED, _set("blocks", 1, value="stages.0.0"), {}, "blocks[2]", "'stages.0.0'", "must be a mapping"),
@@ -196,6 +207,23 @@ def test_every_case_is_malformed_only_by_its_corruption(tmp_path):
 )
 def test_unreadable_or_non_mapping_yaml(tmp_path, text, expected):
     path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(archgen.SpecError) as err:
+        archgen.load_spec(path)
+    _one_line(str(err.value))
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: x\n" + "# padding\n" * 200_000, "the file is over 1 MiB"),
+    ("body: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 32 levels"),
+    ("body: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32 levels"),
+    # an alias repeated at every level would be 10**30 items to walk if each were visited
+    ("".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" if i else "l0: &l0 [1]\n" for i in range(30)),
+     "unknown key 'l0'"),
+], ids=["over_1_mib", "100k_nested", "40_nested", "aliases"])
+def test_a_file_too_large_or_too_deep_is_one_line_before_it_is_parsed_whole(tmp_path, text, expected):
+    path = tmp_path / "huge.yaml"
     path.write_text(text)
     with pytest.raises(archgen.SpecError) as err:
         archgen.load_spec(path)

@@ -293,7 +293,8 @@ def test_a_class_too_small_to_split_is_a_spec_error(tmp_path):
 @pytest.mark.parametrize(
     "field, value, expected",
     [
-        ("size", 0, "a positive integer"),
+        ("size", 0, r"an integer in \[1, 8192\]"),
+        ("size", 30000, r"an integer in \[1, 8192\]"),
         ("val_fraction", 1.0, r"a number in \(0, 1\)"),
         ("limit", 0, "a positive integer or null"),
         ("download", "yes", "true or false"),

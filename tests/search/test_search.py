@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from archgen.cost.latency import LatencySettings
 from archgen.space import Space
 from search.data import DataSettings, load_data
 from search.evaluate import NaswotSettings, TrainSettings, TrialFailed, train
-from search.__main__ import check_budget, open_storage
+from archgen.cli import path_component
+from search.__main__ import check_budget, open_storage, register_resolvers
 from search.problem import Problem
 
 from .conftest import fast_overrides, run_search
@@ -167,11 +169,47 @@ def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
     assert len((tmp_path / "b" / "trials.csv").read_text().splitlines()) == 6
 
 
-def test_a_resumed_study_must_keep_its_settings(compose_search, space_file, tmp_path):
+@pytest.mark.parametrize(("change", "named"), [
+    ("budget_ms=40", "budget_ms=50.0, not 40.0"),
+    ("mnasnet.hard=true", "mnasnet.hard=False, not True"),
+    ("mnasnet.alpha=-0.1", "mnasnet.alpha=-0.07, not -0.1"),
+    ("data.size=16", "data.size=32, not 16"),
+    ("data.limit=100", "data.limit=200, not 100"),
+    ("naswot.batch_size=16", "naswot.batch_size=32, not 16"),
+    ("latency.repeats=4", "latency.repeats=3, not 4"),
+    ("seed=3", "seed=0, not 3"),
+])
+def test_a_resumed_study_must_keep_every_setting_that_gives_its_trials_their_meaning(compose_search, space_file, tmp_path,
+                                                                                   change, named):
     common = fast_overrides(space_file, tmp_path, "study_name=k", "baselines=false", "n_trials=1")
     run_search(compose_search, tmp_path / "a", *common)
-    with pytest.raises(archgen.SpecError, match="study 'k' was created with budget_ms=50.0, not 40.0"):
-        run_search(compose_search, tmp_path / "b", *common, "budget_ms=40")
+    with pytest.raises(archgen.SpecError, match=re.escape(f"study 'k' was created with {named}; resume it with its settings")):
+        run_search(compose_search, tmp_path / "b", *common, change, "n_trials=2")
+    assert len(_study(tmp_path, "k").trials) == 1  # refused before any trial
+
+
+def test_a_study_knows_its_space_by_content_not_by_where_the_file_is(compose_search, space_file, tmp_path):
+    common = ["study_name=k", "baselines=false", "n_trials=1", "naswot.threads=1"]
+    run_search(compose_search, tmp_path / "a", *fast_overrides(space_file, tmp_path, *common))
+    elsewhere = tmp_path / "clone" / space_file.name  # another checkout's copy, and another thread count: it may join
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(space_file.read_bytes())
+    run_search(compose_search, tmp_path / "b", *fast_overrides(elsewhere, tmp_path, *common[:2], "n_trials=2", "naswot.threads=2"))
+    assert len(_study(tmp_path, "k").trials) == 2
+    edited = yaml.safe_load(space_file.read_text())
+    edited["per_block"]["k"] = [3, 5, 7]
+    elsewhere.write_text(yaml.safe_dump(edited))
+    with pytest.raises(archgen.SpecError, match="study 'k' was created with space.digest="):
+        run_search(compose_search, tmp_path / "c", *fast_overrides(elsewhere, tmp_path, *common[:2], "n_trials=3"))
+
+
+def test_a_study_an_earlier_archgen_made_is_refused_in_one_line(compose_search, space_file, tmp_path):
+    common = fast_overrides(space_file, tmp_path, "study_name=old", "baselines=false", "n_trials=1")
+    study = optuna.create_study(study_name="old", storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}"),
+                                direction="maximize")
+    study.set_user_attr("identity", {"space": str(space_file), "budget_ms": 50.0, "strategy": "mnasnet"})
+    with pytest.raises(archgen.SpecError, match="^study 'old' was created by an earlier archgen"):
+        run_search(compose_search, tmp_path / "a", *common)
 
 
 def test_two_workers_share_one_study(space_file, tmp_path):
@@ -283,7 +321,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     # the contract end to end, once: the other cases below raise the same error inside the same app
     r = _cli("budget_ms=0", "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2, (r.stdout, r.stderr)
-    assert r.stderr.strip() == "search: error: budget_ms must be a positive number of milliseconds, got 0"
+    assert r.stderr.strip() == "search: error: budget_ms must be a positive, finite number of milliseconds, got 0"
 
 
 @pytest.mark.parametrize(
@@ -315,6 +353,9 @@ def test_an_unknown_choice_is_one_line_before_hydra_runs(monkeypatch, capsys, ar
         (["timeout_min=0"], "timeout_min must be a positive number of minutes or null, got 0"),
         (["train.device=tpu"], "train.device must be one of auto, cpu, cuda or cuda:<index>, got 'tpu'"),
         (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=mnasnet or netadapt)"),
+        (["budget_ms=inf"], "budget_ms must be a positive, finite number of milliseconds, got inf"),
+        (["seed=abc"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 'abc'"),
+        (["seed=1.5"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 1.5"),
     ],
 )
 def test_bad_settings_are_refused_before_any_trial(compose_search, tmp_path, args, fragment):
@@ -322,6 +363,31 @@ def test_bad_settings_are_refused_before_any_trial(compose_search, tmp_path, arg
         run_search(compose_search, tmp_path / "run", "progress=false", f"storage=sqlite:///{tmp_path / 's.db'}", *args)
     assert fragment in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("where", ["under a plain file", "in /sys"])
+def test_a_storage_that_cannot_be_created_is_one_line(tmp_path, where):
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    db = plain / "sub" / "s.db" if where == "under a plain file" else Path("/sys/archgen-test.db")
+    with pytest.raises(archgen.SpecError) as err:
+        open_storage(f"sqlite:///{db}")
+    assert str(err.value).startswith(f"storage 'sqlite:///{db}': cannot create ") and "\n" not in str(err.value)
+
+
+def test_the_run_directory_is_named_by_the_space_files_stem_and_stays_under_outputs(compose_search, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(archgen.zoo.CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=["space=../../../../elsewhere/my space.yaml", "budget_ms=12.5"],
+                      return_hydra_config=True)
+    run_dir = Path(cfg.hydra.run.dir)
+    outputs = (tmp_path / "outputs").resolve()
+    assert (tmp_path / run_dir).resolve().is_relative_to(outputs / "search")
+    # the stem, the strategy, the budget and the process: two workers started in the same second differ
+    assert run_dir.name.endswith(f"_my-space_mnasnet_12.5ms_{os.getpid()}")
+    assert path_component("budget_ms=10,space=../../x y.yaml") == "budget_ms=10,space=..-..-x-y.yaml"  # one name, no folders
 
 
 def test_a_space_whose_choices_are_empty_is_refused(compose_search, tmp_path):

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
+import random
+
+import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import archgen
 from archgen.cost import lut as lut_module
 from archgen.cost.latency import Latency, LatencySettings
 from archgen.cost.lut import Calibration, LatencyTable
 from archgen.layers.context import BuildContext
+
+from ..test_properties import corrupted_bytes
 
 FAST = LatencySettings(warmup=1, repeats=3)
 
@@ -105,19 +113,49 @@ def test_concurrent_writers_keep_every_entry(tmp_path):
     assert not list(table.path.parent.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("damage", ["{ not json", '{"format": 2, "entries": {"a": "fast"}}', "[]", ""])
-def test_a_damaged_table_is_rebuilt_with_a_warning(tmp_path, damage):
+def _rewrite(change):
+    """A damage that edits the valid table's document."""
+    def damage(path, doc):
+        change(doc)
+        path.write_text(json.dumps(doc))  # json.dumps writes NaN and Infinity, which json.loads reads back
+    return damage
+
+
+def _folder(path, doc):
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+
+
+DAMAGES = {
+    "not json": lambda path, doc: path.write_text("{ not json"),
+    "a string entry": lambda path, doc: path.write_text('{"format": 2, "entries": {"a": "fast"}}'),
+    "a list": lambda path, doc: path.write_text("[]"),
+    "empty": lambda path, doc: path.write_text(""),
+    "random bytes": lambda path, doc: path.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096))),
+    "deep nesting": lambda path, doc: path.write_text("[" * 100_000 + "]" * 100_000),
+    "unknown calibration field": _rewrite(lambda doc: doc.update(calibration={"bogus": 1})),
+    "NaN scale": _rewrite(lambda doc: doc["calibration"].update(scale=math.nan)),
+    "infinite entries": _rewrite(lambda doc: doc["entries"].update(dict.fromkeys(doc["entries"], math.inf))),
+    "a folder in its place": _folder,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_damaged_table_is_moved_aside_and_rebuilt_with_one_warning(tmp_path, damage):
     table = LatencyTable(FAST, tmp_path)
     spec = _spec()
     table.predict(spec)
-    table.path.write_text(damage)
+    table.calibrate([spec], measured=[1.0])
+    damage(table.path, json.loads(table.path.read_text()))
     with pytest.warns(RuntimeWarning, match="damaged latency table") as caught:
         rebuilt = LatencyTable(FAST, tmp_path)
-        assert len(rebuilt) == 0
+        assert len(rebuilt) == 0 and rebuilt.calibration.networks == 0
         prediction = rebuilt.predict(spec)
-    assert prediction.total_ms > 0
+    assert math.isfinite(prediction.total_ms) and prediction.total_ms > 0
     assert len(caught) == 1  # reported once, when read; the rebuilt file replaces it silently
     assert len(json.loads(rebuilt.path.read_text())["entries"]) == len({b.key() for b in spec.blocks})
+    aside = list(table.path.parent.glob(f"{table.path.name}.damaged.*"))
+    assert len(aside) == 1 and aside[0].name in str(caught[0].message)
 
 
 def test_a_table_of_another_environment_is_not_trusted(tmp_path):
@@ -138,3 +176,21 @@ def test_block_latencies_follow_the_work(tmp_path):
     small = table.block_ms(dataclasses.replace(block, kernel=3, exp=3 * block.in_chs), ctx)
     big = table.block_ms(dataclasses.replace(block, kernel=7, exp=6 * block.in_chs), ctx)
     assert big > small
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(draw=st.data())
+def test_a_randomly_corrupted_table_file_is_read_or_set_aside_never_an_exception(tmp_path_factory, draw):
+    cache = tmp_path_factory.mktemp("cache")
+    table = LatencyTable(FAST, cache)
+    table.entries.update({f"block-{i}": 0.01 * (i + 1) for i in range(5)})
+    table.calibration = Calibration(scale=1.15, overhead_ms=0.2, networks=3)
+    table._save()
+    table.path.write_bytes(draw.draw(corrupted_bytes(table.path.read_bytes())))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = LatencyTable(FAST, cache)
+    assert all(math.isfinite(v) and v >= 0 for v in again.entries.values())
+    assert math.isfinite(again.calibration.scale) and math.isfinite(again.calibration.overhead_ms)
+    assert len(caught) <= 1 and all("damaged latency table" in str(w.message) for w in caught)
+    assert (len(caught) == 1) == (not table.path.exists())  # a damaged file is moved aside, a good one stays
