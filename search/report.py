@@ -144,8 +144,14 @@ def plot_intermediate(path: Path, study: optuna.Study, objective: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{objective} after the epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend = ax.get_legend()
+    if legend is not None and len(ax.get_lines()) > 12:  # one entry a trial: past a dozen the legend buries the plot
+        legend.remove()
     fig = ax.get_figure()
     fig.set_size_inches(7, 4.5)
     fig.tight_layout()
