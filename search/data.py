@@ -25,6 +25,8 @@ import functools
 import gzip
 import hashlib
 import math
+import os
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -43,7 +45,7 @@ from archgen.limits import MAX_INPUT_SIZE
 from .device import owned_cores
 
 if TYPE_CHECKING:
-    from torchvision.datasets import CIFAR10, VisionDataset
+    from torchvision.datasets import CIFAR10, ImageFolder, VisionDataset
 
 # torchvision is imported where a dataset needs it: importing it imports its models and
 # torch._dynamo, about 3 s that every command on digits or Fashion-MNIST's IDX files would pay
@@ -220,12 +222,48 @@ def _imagefolder(s: DataSettings) -> _Source:
         folder = ImageFolder(root)
     except FileNotFoundError as err:  # no class folders, or no images in them
         raise SpecError(f"data.root {root}: {err}") from err
+    _drop_unreadable(folder, root)
+
+    def decode(path: str) -> torch.Tensor:
+        try:
+            return pil_to_tensor(folder.loader(path))[None] / 255
+        except (OSError, ValueError) as e:  # a file whose header reads but whose pixels do not (a truncated JPEG)
+            raise SpecError(f"data.root {root}: cannot decode {path} ({e})") from None
 
     def images(indices: np.ndarray) -> torch.Tensor:
         # images differ in size, so each is resized on its own before they are stacked
-        return torch.cat([_resize(pil_to_tensor(folder.loader(folder.samples[i][0]))[None] / 255, s.size) for i in indices])
+        return torch.cat([_resize(decode(folder.samples[i][0]), s.size) for i in indices])
 
     return _Source(_Split(np.asarray(folder.targets), images), None, len(folder.classes))
+
+
+def _drop_unreadable(folder: ImageFolder, root: Path) -> None:
+    """Leave out of an ``ImageFolder`` the files that are not readable images (PIL's check of the
+    header and, for PNG, of every chunk), with one warning that counts them; a class left with
+    no image is an error."""
+    from PIL import Image
+
+    def readable(path: str) -> bool:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            return True
+        except Exception:  # PIL raises many types for a damaged file: any of them means "skip it"
+            return False
+
+    samples = folder.samples
+    keep = [readable(path) for path, _ in samples]
+    if all(keep):
+        return
+    skipped = [os.path.relpath(path, root) for (path, _), ok in zip(samples, keep) if not ok]
+    folder.samples = folder.imgs = [sample for sample, ok in zip(samples, keep) if ok]
+    folder.targets = [target for _, target in folder.samples]
+    left = set(folder.targets)
+    empty = [name for i, name in enumerate(folder.classes) if i not in left]
+    if empty:
+        raise SpecError(f"data.root {root}: class {empty[0]!r} has no readable image ({len(skipped)} unreadable, "
+                        f"e.g. {skipped[0]})")
+    warnings.warn(f"data.root {root}: skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}", RuntimeWarning, 4)
 
 
 def _open(cls: type[VisionDataset], s: DataSettings, train: bool) -> VisionDataset:

@@ -96,6 +96,34 @@ def test_imagefolder_from_pngs(tmp_path):
         assert torch.equal(x.mean(dim=(2, 3)).argmax(dim=1), y)
 
 
+def test_unreadable_images_are_skipped_with_one_warning_that_counts_them(tmp_path):
+    _write_imagefolder(tmp_path)
+    (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # a PNG header, then noise
+    (tmp_path / "owl" / "empty.jpg").write_bytes(b"")
+    with pytest.warns(RuntimeWarning, match=r"skipped 2 unreadable image\(s\), e\.g\. dog/broken\.png") as caught:
+        data = load_data(DataSettings(name="imagefolder", root=str(tmp_path), size=16, seed=7))
+    assert len(caught) == 1
+    assert len(data.train_y) + len(data.val_y) == 24  # the 24 good images, every class kept
+    assert torch.bincount(torch.cat([data.train_y, data.val_y])).tolist() == [8, 8, 8]
+
+
+def test_an_image_whose_pixels_cannot_be_decoded_is_one_line_naming_it(tmp_path):
+    _write_imagefolder(tmp_path)
+    jpeg = tmp_path / "cat" / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(jpeg, "JPEG")
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])  # the header reads, the pixels stop half-way
+    with pytest.raises(archgen.SpecError, match=rf"^data.root {tmp_path}: cannot decode {jpeg} \("):
+        load_data(DataSettings(name="imagefolder", root=str(tmp_path), size=16, seed=9))
+
+
+def test_a_class_with_no_readable_image_is_a_spec_error(tmp_path):
+    _write_imagefolder(tmp_path, classes=("cat", "dog"))
+    (tmp_path / "owl").mkdir()
+    (tmp_path / "owl" / "0.png").write_bytes(b"not an image")
+    with pytest.raises(archgen.SpecError, match=r"class 'owl' has no readable image \(1 unreadable, e\.g\. owl/0\.png\)"):
+        load_data(DataSettings(name="imagefolder", root=str(tmp_path), size=16, seed=8))
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_set_too_large_for_memory_is_streamed_and_gives_the_same_batches_and_training(tmp_path, workers):
     _write_imagefolder(tmp_path)
