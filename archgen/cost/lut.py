@@ -99,6 +99,11 @@ class _Damaged(Exception):
     """A latency-table file that is there but is not a table of this format."""
 
 
+def _empty_table() -> dict[str, Any]:
+    """What ``LatencyTable._read`` gives for no file, or for a damaged one: no entries, no calibration."""
+    return {"entries": {}, "calibration": Calibration()}
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -141,7 +146,7 @@ class LatencyTable:
         try:
             return self._parse(self.path.read_bytes())
         except FileNotFoundError:
-            return {"entries": {}, "calibration": Calibration()}
+            return _empty_table()
         except (OSError, _Damaged) as e:
             damage = f"cannot read it ({e.strerror})" if isinstance(e, OSError) else str(e)
         with self._lock:  # another process may have replaced it meanwhile: move aside only what is still damaged
@@ -156,7 +161,7 @@ class LatencyTable:
                     moved = f"could not move it aside: {e.strerror}" if e.errno != errno.ENOENT else "gone since"
         if warn:
             warnings.warn(f"{self.path}: damaged latency table ({damage}; {moved}); rebuilding it", RuntimeWarning, 3)
-        return {"entries": {}, "calibration": Calibration()}
+        return _empty_table()
 
     def _parse(self, raw: bytes) -> dict[str, Any]:
         """Entries and calibration from the file's bytes; ``_Damaged`` says what is wrong with them."""
