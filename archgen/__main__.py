@@ -27,6 +27,7 @@ from .builder import build
 from .cli import check_choices, discard_run_dir, fail, load_settings, path_component, register_path_component
 from .cost import count
 from .cost.latency import LatencySettings, measure
+from .cost.memory import check_max_memory_gb, check_memory
 from .cost.lut import LatencyTable
 from .deploy import deploy
 from .errors import SpecError
@@ -71,8 +72,10 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
         raise SpecError(f"export must be one of: {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     if cfg.measure:
         settings.check_device()
+    max_memory_gb = check_max_memory_gb(cfg.get("max_memory_gb"))
     import_user_modules(cfg.get("imports"))
     spec = resolve_spec(cfg, task_overrides, model_choice)
+    check_memory(spec, settings.batch_size, False, max_memory_gb, settings.device)
     cost = count(spec)
     model = build(spec).eval()
     inference = deploy(model) if cfg.deploy else None

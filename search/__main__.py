@@ -27,8 +27,6 @@ from typing import Any
 
 import hydra
 import optuna
-import sqlalchemy.exc
-from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
@@ -43,9 +41,10 @@ from .data import DataSettings, is_int, is_real, labels_digest
 from .evaluate import EVALUATORS, TrainSettings
 from .problem import Problem
 from .pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
+from .storage import Storage, open_storage
 from .report import SUMMARY, Entry, plot_history, plot_intermediate, plot_pareto, report_md, write_trials
 from .strategies import STRATEGIES, make_strategy
-from .strategies.common import completed, finished
+from .strategies.common import completed, finished, uncounted
 from .strategies.sampled import pareto_front
 
 PROG = "search"
@@ -66,6 +65,7 @@ def make_problem(cfg: DictConfig, strategy_name: str) -> Problem:
     return Problem(
         space=str(cfg.space), budget_ms=cfg.budget_ms, latency=latency, evaluator=cfg.evaluator,
         evaluator_settings=evaluator_settings, data=data, cache=cfg.get("cache"), lut=strategy_name == "netadapt",
+        max_memory_gb=cfg.get("max_memory_gb"),
     )
 
 
@@ -94,24 +94,6 @@ def check_budget(problem: Problem) -> dict[str, float]:
     return reach
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage; a SQLite file is created (its folder too) under a file lock, since
-    two workers creating one database's tables at once collide."""
-    try:
-        if not url.startswith("sqlite:///"):
-            return optuna.storages.RDBStorage(url)
-        db = Path(url.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{db}.lock"):
-            # several workers on one SQLite file wait for each other's writes instead of failing
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    except OSError as e:  # the database's folder cannot be made, or its lock file written
-        where = f" {e.filename}" if e.filename else ""
-        raise SpecError(f"storage {url!r}: cannot create{where} ({e.strerror or e})") from None
-    except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as e:  # a malformed URL, no driver, no server
-        raise SpecError(f"storage {url!r}: cannot open it ({str(e).splitlines()[0]})") from None
-
-
 def make_study_pruner(cfg: DictConfig, problem: Problem, strategy_name: str) -> optuna.pruners.BasePruner:
     """The pruner named by ``pruner=``, set up by ``pruning.*`` (none where the config has none)."""
     name = str(cfg.get("pruner") or "none")
@@ -126,7 +108,7 @@ def make_study_pruner(cfg: DictConfig, problem: Problem, strategy_name: str) -> 
 # other paths, may join one study
 RUNTIME_SETTINGS = frozenset({"device", "precision", "channels_last", "compile", "threads", "deterministic"})
 LOCAL_DATA_SETTINGS = frozenset({"root", "download", "in_memory", "memory_limit_gb", "workers"})
-IDENTITY_FORMAT = 2
+IDENTITY_FORMAT = 3  # 3: trials carry heartbeats (a study of format 2 may hold a running trial nothing fails)
 
 
 def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str, Any]:
@@ -151,19 +133,28 @@ def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str
     return json.loads(json.dumps(identity, default=str))  # as the storage gives it back: lists, not tuples
 
 
-def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) -> optuna.Study:
+def study_storage(cfg: DictConfig, strategy: Any) -> Storage:
+    """``storage=`` (default: outputs/search/studies.db) with the heartbeat settings. NetAdapt's
+    lost trial is not retried: a resumed NetAdapt proposes it again in its iteration."""
+    return open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}",
+                        cfg.get("heartbeat_interval", 30), cfg.get("grace_period", 120),
+                        retry_lost=strategy.name != "netadapt")
+
+
+def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) -> tuple[optuna.Study, Storage]:
     """Create the study, or load it to resume; a study made with other settings is refused."""
-    storage = open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}")
+    storage = study_storage(cfg, strategy)
     pruner = make_study_pruner(cfg, problem, strategy.name)
     name = cfg.study_name or f"{problem.space.name}-{strategy.name}-{problem.budget_ms:g}ms-{out_dir.name}"
     identity = study_identity(cfg, problem, strategy)
     try:
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed), pruner=pruner,
+            study_name=name, storage=storage.backend, sampler=strategy.make_sampler(cfg.seed), pruner=pruner,
             directions=list(strategy.directions), load_if_exists=True,
         )
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
-        study = optuna.load_study(study_name=name, storage=storage, sampler=strategy.make_sampler(cfg.seed), pruner=pruner)
+        study = optuna.load_study(study_name=name, storage=storage.backend, sampler=strategy.make_sampler(cfg.seed),
+                                  pruner=pruner)
     recorded = study.user_attrs.get("identity")
     if recorded is None:
         study.set_user_attr("identity", identity)
@@ -176,7 +167,7 @@ def open_study(cfg: DictConfig, problem: Problem, strategy: Any, out_dir: Path) 
             f"study {name!r} was created with {changed}={recorded.get(changed, '(unset)')!r}, not "
             f"{identity.get(changed, '(unset)')!r}; resume it with its settings or choose another study_name"
         )
-    return study
+    return study, storage
 
 
 class Progress:
@@ -383,6 +374,9 @@ def write_outputs(
     if any(t.intermediate_values for t in trials):
         plot_intermediate(out_dir / "intermediate.png", study, objective)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)}
+    # a running trial is not done: another worker runs it, or its worker was lost and a claim will fail it
+    running = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    skipped = len(uncounted(trials))
     early = sum("pruned_at_epoch" in t.user_attrs for t in trials)
     pruned = ", ".join(part for part in (f"{counts['pruned'] - early} pruned over the budget" if counts["pruned"] > early else "",
                                          f"{early} pruned early by the pruner" if early else "") if part) or "0 pruned"
@@ -397,7 +391,10 @@ def write_outputs(
         "strategy": f"{strategy.name} {strategy}",
         "evaluator": evaluator,
         "pruner": type(study.pruner).__name__,
-        "study": f"{study.study_name}: {len(trials)} trials ({counts['complete']} complete, {counts['fail']} failed, {pruned})",
+        "study": f"{study.study_name}: {finished(study)} of n_trials={cfg.n_trials} done ({counts['complete']} complete, "
+                 f"{counts['fail']} failed, {pruned})" + "".join(
+                     part for part in (f"; {skipped} not counted (lost and retried, or interrupted)" if skipped else "",
+                                       f"; {running} running or waiting, not done" if running else "") if part),
         "run time": f"{time.perf_counter() - started:.0f} s" + ("" if final else " (interrupted)"),
     }
     write_atomic(out_dir / "report.md", report_md(
@@ -408,7 +405,8 @@ def write_outputs(
     summary = {
         "space": problem.space.name, "strategy": strategy.name, "pruner": str(cfg.get("pruner") or "none"),
         "budget_ms": problem.budget_ms, "metric": metric,
-        "study_name": study.study_name, "trials": len(trials), **counts, "pruned_early": early,
+        "study_name": study.study_name, "trials": finished(study), **counts, "pruned_early": early,
+        "running": running, "not_counted": skipped,
         "runtime": problem.runtime.describe(),
         "images_per_s": statistics.fmean(throughput) if throughput else None,
         "best_trial": best.number if best else None,
@@ -447,12 +445,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_pruner(str(cfg.get("pruner") or "none"), strategy.name)
     problem = make_problem(cfg, strategy.name)
     check_budget(problem)
-    study = open_study(cfg, problem, strategy, out_dir)
+    study, storage = open_study(cfg, problem, strategy, out_dir)
     print(f"study {study.study_name}: {finished(study)} of {cfg.n_trials} trials done")
     progress = Progress(study, cfg.n_trials, problem.metric, bool(cfg.progress))
     try:
         with StopOnCtrlC() as stop:
-            strategy.run(problem, study, cfg.n_trials, [progress, stop, Deadline(timeout)])
+            strategy.run(problem, study, storage, cfg.n_trials, [progress, stop, Deadline(timeout)])
     except TimeUp:
         print(f"{PROG}: timeout_min={timeout:g} reached after {finished(study)} trials", file=sys.stderr)
     except (Interrupted, KeyboardInterrupt):

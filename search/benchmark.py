@@ -52,12 +52,13 @@ from archgen.fileio import write_atomic, write_csv, write_json
 from archgen.report import markdown_table
 from archgen.zoo import CONF_DIR
 
-from .__main__ import make_problem, open_storage, open_study
+from .__main__ import make_problem, open_study, study_storage
 from .data import is_int, is_real
 from .evaluate import TrainResult
 from .parallel import Job, pin, train_all
 from .problem import Problem
 from .report import pyplot, save_figure
+from .storage import open_storage
 from .strategies import make_strategy
 from .strategies.common import completed, finished
 
@@ -182,15 +183,16 @@ def load(cfg: DictConfig) -> tuple[Settings, DictConfig]:
     return settings, search
 
 
-def _worker(index: int, search: dict[str, Any], settings: Settings, study_name: str, storage: str) -> None:
+def _worker(index: int, search: dict[str, Any], settings: Settings, study_name: str) -> None:
     """Search worker ``index``: pinned to its share of the cores, its own problem (data loaded
     once), trials until the study holds ``n_trials``."""
     pin(index, settings.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     strategy = make_strategy("pareto", {"population": settings.population})
     problem = make_problem(OmegaConf.create(search), strategy.name)
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage), sampler=strategy.make_sampler(settings.seed))
-    strategy.run(problem, study, settings.n_trials, [])
+    trials = study_storage(OmegaConf.create(search), strategy)
+    study = optuna.load_study(study_name=study_name, storage=trials.backend, sampler=strategy.make_sampler(settings.seed))
+    strategy.run(problem, study, trials, settings.n_trials, [])
 
 
 def _study_config(search: DictConfig, out_dir: Path) -> DictConfig:
@@ -203,7 +205,7 @@ def recorded_budget(search: DictConfig, out_dir: Path) -> float | None:
     """The constraint a resumed study was searched with (the base, re-measured, would move it a little)."""
     cfg = _study_config(search, out_dir)
     try:
-        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage))
+        study = optuna.load_study(study_name=cfg.study_name, storage=open_storage(cfg.storage).backend)
     except KeyError:  # no such study yet
         return None
     return study.user_attrs.get("identity", {}).get("budget_ms")
@@ -213,8 +215,7 @@ def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir
     """The Pareto search on ``settings.workers`` processes sharing one study (resumed when it exists)."""
     strategy = make_strategy("pareto", {"population": settings.population})
     with_storage = _study_config(search, out_dir)
-    storage = with_storage.storage
-    study = open_study(with_storage, problem, strategy, out_dir)
+    study, _ = open_study(with_storage, problem, strategy, out_dir)
     todo = settings.n_trials - finished(study)
     if todo <= 0:
         return study
@@ -223,7 +224,7 @@ def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir
     bar = tqdm(total=settings.n_trials, initial=finished(study), desc="search trials", file=sys.stderr, dynamic_ncols=True)
     context = multiprocessing.get_context("spawn")
     # daemons: a benchmark that ends, however it ends in Python, takes its workers with it
-    workers = [context.Process(target=_worker, args=(i, container, settings, study.study_name, storage), daemon=True)
+    workers = [context.Process(target=_worker, args=(i, container, settings, study.study_name), daemon=True)
                for i in range(min(settings.workers, todo))]
     try:
         for w in workers:

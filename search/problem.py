@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from archgen import SpecError, build, count, load_spec
 from archgen.cost.latency import Latency, LatencySettings, measure, measure_side_by_side
 from archgen.cost.lut import LatencyTable
+from archgen.cost.memory import check_max_memory_gb, check_memory
 from archgen.space import Space
 from archgen.spec import ModelSpec
 
@@ -54,12 +55,14 @@ class Problem:
         data: DataSettings,
         cache: str | Path | None = None,
         lut: bool = False,
+        max_memory_gb: float | None = None,
     ) -> None:
         if not (isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and 0 < budget_ms < math.inf):
             raise SpecError(f"budget_ms must be a positive, finite number of milliseconds, got {budget_ms!r}")
         if evaluator not in EVALUATORS:
             raise SpecError(f"unknown evaluator {evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
         latency.check_device()
+        self.max_memory_gb = check_max_memory_gb(max_memory_gb)
         self.budget_ms = float(budget_ms)
         self.latency = latency
         self.evaluator = evaluator
@@ -98,12 +101,24 @@ class Problem:
         specs = {"cheapest": self.space.cheapest().spec, "base": self.space.base, "dearest": self.space.dearest().spec}
         if self.latency.source == "lut":
             return {k: self.lut_ms(s) for k, s in specs.items()}
+        for s in specs.values():
+            self._fits(s)
         timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs.values()], self.latency)
         return {k: t.median_ms for k, t in zip(specs, timed)}
 
     def measure(self, spec: ModelSpec) -> Latency:
         """Measured end to end, whatever the search's latency source (the final check of a result)."""
+        self._fits(spec)
         return measure(build(spec), spec.in_chans, spec.input_size, self.latency)
+
+    def _fits(self, spec: ModelSpec, training: bool = False) -> None:
+        """Refuse (SpecError: a failed trial, or the run's one line) a network whose estimated memory is
+        above ``max_memory_gb``: timed at the latency protocol's batch, or trained (or scored) on the proxy task."""
+        if training:
+            batch, device, learns = self.evaluator_settings.batch_size, str(self.runtime.device), self.evaluator == "train"
+            check_memory(spec, batch, learns, self.max_memory_gb, device)
+        else:
+            check_memory(spec, self.latency.batch_size, False, self.max_memory_gb, self.latency.device)
 
     def lut_ms(self, spec: ModelSpec) -> float:
         """The lookup table's prediction (NetAdapt chooses its proposals with it)."""
@@ -112,6 +127,7 @@ class Problem:
 
     def score(self, proxy: ModelSpec, report: Report | None = None) -> EvalResult:
         """The evaluator's result for a proxy network; ``report``: per-epoch reports to a pruner."""
+        self._fits(proxy, training=True)
         return evaluate(proxy, self.evaluator, self.data, self.evaluator_settings, report=report)
 
     def fresh_settings(self, n: int) -> TrainSettings:
@@ -124,6 +140,7 @@ class Problem:
         """Accuracies of a proxy network trained from each seed of ``settings`` (``fresh_settings``).
         The best trial's accuracy is the highest of many noisy evaluations, biased upwards by the
         choosing; these are not."""
+        self._fits(proxy, training=True)
         result = evaluate(proxy, "train", self.data, settings)
         assert isinstance(result, TrainResult)
         return result.accuracies
@@ -155,7 +172,9 @@ class Problem:
         ``initial`` weights (None: from the seed's), and the trained weights (NetAdapt)."""
         spec = spec if spec is not None else self.space.apply(params)
         latency = self.latency_ms(spec)
-        result = evaluate(self.proxy.apply(params), "train", self.data, settings, report=report, initial=initial, keep_weights=True)
+        proxy = self.proxy.apply(params)
+        self._fits(proxy, training=True)
+        result = evaluate(proxy, "train", self.data, settings, report=report, initial=initial, keep_weights=True)
         assert isinstance(result, TrainResult) and result.weights is not None
         return self._outcome(spec, latency, result), result.weights
 

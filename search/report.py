@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from archgen.cost.latency import Latency, describe
 from archgen.fileio import write_atomic, write_csv
 from archgen.report import SweepTable, job_order, markdown_table
+from .strategies.common import fail_reason
 
 
 SUMMARY = "summary.json"
@@ -77,10 +78,12 @@ def write_trials(path: Path, study: optuna.Study, metric: str) -> None:
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params}, key=_param_order)
     columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "images_per_s",
-               "pruned_at_epoch", "pruned_accuracy", "fail_reason", "iteration", "change", *names]
+               "pruned_at_epoch", "pruned_accuracy", "fail_reason", "iteration", "change", "worker", *names]
     rows = []
     for t in trials:
         row = {"number": t.number, "state": t.state.name, **t.user_attrs, **t.params}
+        if t.state == TrialState.FAIL:
+            row["fail_reason"] = fail_reason(t, trials)
         if t.values is not None:
             row["value"] = t.values[0] if len(t.values) == 1 else t.values
         rows.append(row)
@@ -201,10 +204,11 @@ def report_md(
         lines.append(markdown_table(("trial", "latency (ms)", metric), [
             (t.number, f"{t.user_attrs['latency_ms']:.2f}", f"{t.user_attrs[metric]:.4f}") for t in front
         ]))
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
     if failed:
         lines += ["## Failed trials", ""]
-        lines.append(markdown_table(("trial", "reason"), [(t.number, t.user_attrs.get("fail_reason", "?")) for t in failed]))
+        lines.append(markdown_table(("trial", "reason"), [(t.number, fail_reason(t, trials)) for t in failed]))
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)

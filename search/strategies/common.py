@@ -1,10 +1,14 @@
-"""What the strategies share: recording a trial, failing it with a reason, counting finished trials."""
+"""What the strategies share: claiming and running a trial (with its heartbeat, among any number of
+workers), recording it, failing it with a reason, counting the trials that count toward n_trials."""
 
 from __future__ import annotations
 
 import gc
+import sys
+import time
 import traceback
-from typing import Any, Callable
+import warnings
+from typing import Any, Callable, Iterable, Sequence
 
 import optuna
 import torch
@@ -14,8 +18,12 @@ from archgen import SpecError
 
 from ..evaluate import TrialFailed
 from ..problem import Outcome, Problem
+from ..storage import WORKER, WORKER_ATTR, Storage
 
+Callback = Callable[[optuna.Study, FrozenTrial], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+INTERRUPTED = "interrupted (Ctrl-C); not counted toward n_trials"
+WAIT_POLL_S = 1.0  # a worker with nothing to claim looks again this often (a few small queries each time)
 # what a trial may raise and the search goes past: recorded as a failed trial with the reason
 TRIAL_ERRORS = (TrialFailed, SpecError, MemoryError, torch.OutOfMemoryError)
 
@@ -54,9 +62,105 @@ def guarded(trial: optuna.Trial, fn: Callable[[], Any]) -> Any:
         raise TrialFailed(f"out of memory: {e}") from e
 
 
+def uncounted(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that do not count toward n_trials: a lost trial that was retried (its
+    retry counts in its place) and a trial stopped by Ctrl-C."""
+    trials = list(trials)
+    # RetryHeartbeatStaleTrialCallback's record on a retry: the numbers of the trials it retries
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return retried | {t.number for t in trials if t.user_attrs.get("fail_reason") == INTERRUPTED}
+
+
 def finished(study: optuna.Study) -> int:
-    """Trials that ran to an end (complete, failed or pruned), by any worker."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Trials that ran to an end (complete, failed or pruned), by any worker, and count toward n_trials."""
+    trials = study.get_trials(deepcopy=False)
+    skip = uncounted(trials)
+    return sum(t.state in FINISHED and t.number not in skip for t in trials)
+
+
+def fail_reason(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
+    """Why a failed trial failed; one without a recorded reason was failed by the heartbeat."""
+    if "fail_reason" in trial.user_attrs:
+        return trial.user_attrs["fail_reason"]
+    retry = next((t.number for t in trials if t.system_attrs.get("retry_history", [None])[-1] == trial.number), None)
+    return "worker lost (no heartbeat)" + ("" if retry is None else f"; retried as trial {retry}")
+
+
+def ask(study: optuna.Study, storage: Storage) -> optuna.Trial:
+    """The study's next trial (the oldest waiting one, else a new one), with its worker and first heartbeat."""
+    with warnings.catch_warnings():
+        # Optuna expects the heartbeat to run inside Study.optimize; here it runs in run_trial, since
+        # the claim must hold the lock around ask(), which Study.optimize makes inside
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        trial = study.ask()
+    storage.record_heartbeat(trial)
+    trial.set_user_attr(WORKER_ATTR, WORKER)  # after the heartbeat: a trial without a worker may have none
+    return trial
+
+
+def claim(study: optuna.Study, storage: Storage, n_trials: int) -> optuna.Trial | None:
+    """This worker's next trial: a retry of a lost one, or a new one while fewer than ``n_trials``
+    count; None when the study is done. With nothing left to claim while other workers' trials
+    run, waits for them: one of them may be lost and come back as a retry."""
+    waited = False
+    while True:
+        with storage.claim(study.study_name):
+            storage.fail_lost_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            skip = uncounted(trials)
+            if any(t.state == TrialState.WAITING for t in trials) or sum(t.number not in skip for t in trials) < n_trials:
+                return ask(study, storage)
+        running = [t.number for t in trials if t.state == TrialState.RUNNING]
+        if not running:
+            return None
+        if not waited:
+            print(f"{len(running)} trial(s) still running on other workers ({', '.join(map(str, running))}): waiting for "
+                  f"them, as a lost one is retried here after grace_period={storage.grace_period} s", file=sys.stderr)
+            waited = True
+        time.sleep(WAIT_POLL_S)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> FrozenTrial:
+    """Store a trial's end; one that another worker already failed as lost (its heartbeat stopped,
+    say while the machine was suspended) keeps that end, and its result here is dropped."""
+    try:
+        return study.tell(trial, values, state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        print(f"warning: trial {trial.number} was failed by another worker as lost (no heartbeat for "
+              "grace_period seconds); its result here is dropped, and its retry counts instead", file=sys.stderr)
+        return study.get_trials(deepcopy=False)[trial.number]
+
+
+def run_trial(study: optuna.Study, storage: Storage, trial: optuna.Trial,
+              objective: Callable[[optuna.Trial], Any]) -> FrozenTrial:
+    """Run a claimed trial with its heartbeat and store its end: complete, pruned, or failed with its
+    reason. Ctrl-C fails it as interrupted (not counted toward n_trials) and goes on up."""
+    try:
+        with storage.heartbeat(trial):
+            values = objective(trial)
+    except optuna.TrialPruned:
+        return tell(study, trial, state=TrialState.PRUNED)
+    except TRIAL_ERRORS:  # guarded() recorded the reason
+        return tell(study, trial, state=TrialState.FAIL)
+    except KeyboardInterrupt:
+        trial.set_user_attr("fail_reason", INTERRUPTED)
+        tell(study, trial, state=TrialState.FAIL)
+        raise
+    except BaseException as e:
+        message = str(e).splitlines()[0] if str(e) else ""
+        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {message}" if message else type(e).__name__)
+        tell(study, trial, state=TrialState.FAIL)
+        raise
+    return tell(study, trial, values)
+
+
+def run_trials(study: optuna.Study, storage: Storage, n_trials: int, objective: Callable[[optuna.Trial], Any],
+               callbacks: Sequence[Callback]) -> None:
+    """Claim and run trials until the study holds ``n_trials`` that count (from every worker)."""
+    while (trial := claim(study, storage, n_trials)) is not None:
+        frozen = run_trial(study, storage, trial, objective)
+        for callback in callbacks:
+            callback(study, frozen)
 
 
 def score_of(trial: FrozenTrial, metric: str) -> float:

@@ -46,9 +46,9 @@ from ..evaluate import TrainSettings
 from ..problem import Problem
 from ..pruning import prunes, reporter
 from ..space import suggest
-from .common import TRIAL_ERRORS, completed, finished, guarded, record
+from ..storage import Storage
+from .common import Callback, ask, completed, finished, guarded, record, run_trial
 
-Callback = Callable[[optuna.Study, FrozenTrial], None]
 Params = dict[str, Any]
 Weights = dict[str, torch.Tensor]
 START = -1  # the iteration number of the start network's trial
@@ -136,12 +136,13 @@ class NetAdapt:
         """Whether proposals start from the current network's weights (an evaluator that trains)."""
         return self.inherit and problem.evaluator == "train"
 
-    def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
+    def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
+            callbacks: Sequence[Callback]) -> None:
         store = WeightStore(Path(self.weights_dir) / study.study_name)
         current = dict(problem.space.nearest_to_base().params)
         base_ms = problem.lut_ms(problem.space.apply(current))
         inherits = self.inherits(problem)
-        start = self._start(problem, study, current, store, n_trials, callbacks) if inherits else None
+        start = self._start(problem, study, storage, current, store, n_trials, callbacks) if inherits else None
         if inherits and start is None:
             return
         weights: Weights | None = None
@@ -178,7 +179,7 @@ class NetAdapt:
                         study.set_user_attr("netadapt_stop", f"iteration {i}: n_trials={n_trials} reached")
                         return
                     parent = None if weights is None else (current, weights)
-                    trial = self._evaluate(problem, study, p, i, callbacks, store, parent)
+                    trial = self._evaluate(problem, study, storage, p, i, callbacks, store, parent)
                     if trial is None:
                         continue
                     done[key(i, p.params)] = trial
@@ -195,8 +196,8 @@ class NetAdapt:
         if weights is not None and self.long_epochs:
             self._long_finetune(problem, study, store)
 
-    def _start(self, problem: Problem, study: optuna.Study, params: Params, store: WeightStore, n_trials: int,
-               callbacks: Sequence[Callback]) -> int | None:
+    def _start(self, problem: Problem, study: optuna.Study, storage: Storage, params: Params, store: WeightStore,
+               n_trials: int, callbacks: Sequence[Callback]) -> int | None:
         """The trial of the start network (the base, trained from scratch): found in the study, or run."""
         number = study.user_attrs.get("netadapt_start")
         if number is not None:
@@ -205,8 +206,8 @@ class NetAdapt:
             study.set_user_attr("netadapt_stop", f"before iteration 0: n_trials={n_trials} reached")
             return None
         lut = problem.lut_ms(problem.space.apply(params))
-        trial = self._evaluate(problem, study, Proposal(params, "-", "start: the base trained from scratch", lut), START,
-                               callbacks, store, None)
+        trial = self._evaluate(problem, study, storage, Proposal(params, "-", "start: the base trained from scratch", lut),
+                               START, callbacks, store, None)
         if trial is None:
             study.set_user_attr("netadapt_stop", "the start network's training failed")
             return None
@@ -222,14 +223,14 @@ class NetAdapt:
         return replace(settings, steps=self.short_steps, warmup_epochs=0, lr=self.lr, repeats=1)
 
     def _evaluate(
-        self, problem: Problem, study: optuna.Study, p: Proposal, iteration: int, callbacks: Sequence[Callback],
-        store: WeightStore, parent: tuple[Params, Weights] | None,
+        self, problem: Problem, study: optuna.Study, storage: Storage, p: Proposal, iteration: int,
+        callbacks: Sequence[Callback], store: WeightStore, parent: tuple[Params, Weights] | None,
     ) -> FrozenTrial | None:
         """One proposal as a trial; ``parent``: the current network (its point and trained weights)
         the proposal inherits from, None to train it from scratch."""
         study.enqueue_trial(p.params, user_attrs={"iteration": iteration, "unit": p.unit, "change": p.change, "lut_ms": p.lut_ms})
-        trial = study.ask()
-        try:
+
+        def objective(trial: optuna.Trial) -> float:
             sample = guarded(trial, lambda: suggest(trial, problem.space))
             report = reporter(trial, lambda accuracy: accuracy) if prunes(study) and problem.epochs else None
             if self.inherits(problem):
@@ -239,16 +240,10 @@ class NetAdapt:
                 store.save(trial.number, weights)
             else:
                 outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, report=report))
-        except optuna.TrialPruned:
-            frozen = study.tell(trial, state=TrialState.PRUNED)
-        except TRIAL_ERRORS:
-            frozen = study.tell(trial, state=TrialState.FAIL)
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        else:
             record(trial, problem, outcome)
-            frozen = study.tell(trial, outcome.score)
+            return outcome.score
+
+        frozen = run_trial(study, storage, ask(study, storage), objective)
         for callback in callbacks:
             callback(study, frozen)
         return frozen if frozen.state == TrialState.COMPLETE else None

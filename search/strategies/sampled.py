@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import optuna
-from optuna.study import MaxTrialsCallback
 from optuna.trial import FrozenTrial
 
 from archgen import SpecError
@@ -28,9 +27,9 @@ from archgen import SpecError
 from ..problem import Outcome, Problem
 from ..pruning import prunes, reporter
 from ..space import suggest
-from .common import FINISHED, TRIAL_ERRORS, SeededPerTrial, completed, feasible, finished, guarded, record, score_of
+from ..storage import Storage
+from .common import Callback, SeededPerTrial, completed, feasible, guarded, record, run_trials, score_of
 
-Callback = Callable[[optuna.Study, FrozenTrial], None]
 SAMPLERS = ("tpe", "random")
 
 
@@ -43,6 +42,7 @@ def reward(score: float, latency_ms: float, budget_ms: float, alpha: float, beta
 def optimize(
     problem: Problem,
     study: optuna.Study,
+    storage: Storage,
     n_trials: int,
     values: Callable[[Outcome], float | Sequence[float]],
     callbacks: Sequence[Callback],
@@ -69,14 +69,7 @@ def optimize(
         record(trial, problem, outcome)
         return values(outcome)
 
-    remaining = n_trials - finished(study)
-    if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            catch=TRIAL_ERRORS,
-            callbacks=[MaxTrialsCallback(n_trials, states=FINISHED), *callbacks],
-        )
+    run_trials(study, storage, n_trials, objective, callbacks)
 
 
 @dataclass(frozen=True)
@@ -107,13 +100,14 @@ class MnasNet:
             return SeededPerTrial(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
         return SeededPerTrial(lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=self.startup_trials), seed)
 
-    def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
+    def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
+            callbacks: Sequence[Callback]) -> None:
         alpha, beta = self.weights
 
         def value(score: float, latency_ms: float) -> float:
             return reward(score, latency_ms, problem.budget_ms, alpha, beta)
 
-        optimize(problem, study, n_trials, lambda o: value(o.score, o.latency_ms), callbacks, intermediate=value)
+        optimize(problem, study, storage, n_trials, lambda o: value(o.score, o.latency_ms), callbacks, intermediate=value)
 
     def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
         """The highest reward within the budget; if no trial is within it, the highest reward."""
@@ -141,8 +135,9 @@ class Pareto:
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return SeededPerTrial(lambda s: optuna.samplers.NSGAIISampler(population_size=self.population, seed=s), seed)
 
-    def run(self, problem: Problem, study: optuna.Study, n_trials: int, callbacks: Sequence[Callback]) -> None:
-        optimize(problem, study, n_trials, lambda o: (o.score, o.latency_ms), callbacks,
+    def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
+            callbacks: Sequence[Callback]) -> None:
+        optimize(problem, study, storage, n_trials, lambda o: (o.score, o.latency_ms), callbacks,
                  prune_over_budget=not self.train_over_budget)
 
     def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:

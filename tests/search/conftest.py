@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
@@ -53,3 +59,52 @@ def run_search(compose_search: Callable[..., DictConfig], out_dir: Path, *overri
     from search.__main__ import run
 
     return run(compose_search(*overrides), out_dir)
+
+
+def _postgres_bin(name: str) -> str | None:
+    """A PostgreSQL program: on PATH, or in Debian's versioned folder (which is not on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]), reverse=True)
+    return str(versions[0]) if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free local port (initdb in a temporary folder), stopped
+    and deleted after the session; its URL."""
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install -e '.[dev]')")
+    # the server refuses to run as root: it runs as the postgres user, in a folder that user owns
+    # (outside pytest's tmp_path, whose parents root alone may enter)
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no postgres user for the server to run as")
+    root = Path(tempfile.mkdtemp(prefix="archgen-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd: str) -> None:
+        r = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip() or r.stdout.strip()}")
+
+    try:
+        run(initdb, "-D", str(root / "data"), "-U", "archgen", "--auth=trust", "-E", "UTF8", "--no-sync")
+        run(pg_ctl, "-D", str(root / "data"), "-l", str(root / "server.log"), "-w", "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        try:
+            yield f"postgresql://archgen@127.0.0.1:{port}/postgres"
+        finally:
+            run(pg_ctl, "-D", str(root / "data"), "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

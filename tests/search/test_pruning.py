@@ -8,11 +8,12 @@ from optuna.trial import TrialState
 
 from archgen import SpecError
 from archgen.space import Space
-from search.__main__ import open_storage
+from search.storage import open_storage
 from search.data import DataSettings, load_data
 from search.evaluate import TrainSettings, train
 from search.pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
 from search.space import suggest
+from search.strategies.common import ask
 
 from .conftest import fast_overrides, run_search
 from .test_search import PNG
@@ -22,9 +23,9 @@ TRAIN = ["evaluator=train", "train.epochs=2", "train.batch_size=32", "baselines=
 
 def _plant_a_perfect_trial(space_file, tmp_path, name: str) -> None:
     """A completed trial that reported accuracy 1.0 after epoch 1: the median every real trial falls short of."""
-    study = optuna.create_study(study_name=name, storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}"),
-                                direction="maximize")
-    trial = study.ask()
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    study = optuna.create_study(study_name=name, storage=storage.backend, direction="maximize")
+    trial = ask(study, storage)
     suggest(trial, Space(space_file))
     trial.report(1.0, step=1)
     for key, value in {"accuracy": 1.0, "latency_ms": 1.0, "macs": 1, "num_params": 1, "eval_seconds": 0.0}.items():
@@ -41,7 +42,7 @@ def test_a_trial_pruned_at_its_first_report_is_recorded_and_the_study_goes_on(co
     _plant_a_perfect_trial(space_file, tmp_path, "p")
     out = tmp_path / "a"
     summary = _search(compose_search, space_file, tmp_path, out, "n_trials=3")
-    study = optuna.load_study(study_name="p", storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}"))
+    study = optuna.load_study(study_name="p", storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}").backend)
     trials = study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
     for t in trials[1:]:
@@ -59,7 +60,7 @@ def test_a_trial_pruned_at_its_first_report_is_recorded_and_the_study_goes_on(co
 
     # resumed with more trials: the pruned trials stay as they were and the study goes on
     resumed = _search(compose_search, space_file, tmp_path, tmp_path / "b", "n_trials=4")
-    again = optuna.load_study(study_name="p", storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}")).trials
+    again = optuna.load_study(study_name="p", storage=open_storage(f"sqlite:///{tmp_path / 'studies.db'}").backend).trials
     assert len(again) == 4 and [t.state for t in again[:3]] == [t.state for t in trials]
     assert [t.intermediate_values for t in again[:3]] == [t.intermediate_values for t in trials]
     assert resumed["trials"] == 4 and resumed["best_trial"] == 0
