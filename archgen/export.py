@@ -17,13 +17,15 @@ Nothing is downloaded: ``onnxscript`` (the ONNX exporter's operator library) and
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import time
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -133,12 +135,30 @@ def _max_abs_diff(fmt: str, run: Runner, x: torch.Tensor, expected: torch.Tensor
     return (got.double() - expected.double()).abs().max().item()
 
 
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """The exporter's passes log each step at INFO, which a Hydra app would print: warnings only, meanwhile."""
+    before = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def _write_onnx(model: nn.Module, example: torch.Tensor, file: Path) -> None:
     # The torch.export-based exporter (dynamo=True), not the legacy TorchScript-based one: it is
     # torch's default since 2.9 and the legacy one warns that it will be removed; it exports
     # every zoo model, where the legacy one fails on alexnet and vgg at inputs whose last feature
     # map is smaller than their adaptive pool's output; onnxscript, its operator library, is a
     # local package, so it needs no network. It is slower (seconds per model, not a fraction).
+    with _quiet("onnxscript", "onnx_ir", "torch.onnx"):
+        _export_onnx(model, example, file)
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, file: Path) -> None:
     torch.onnx.export(
         model,
         (example,),

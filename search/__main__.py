@@ -387,7 +387,9 @@ def write_outputs(
         evaluator += f", {statistics.fmean(throughput):.0f} training images/s (mean over the trials)"
     settings = {
         "space": f"{problem.space.name} (base {problem.space.base.name})",
-        "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source}",
+        "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source} in {describe(fingerprint(problem.latency))}"
+                  + (f", lookup table {problem.table.path}" if problem.table is not None and problem.latency.source == "lut"
+                     else "") + "; the best network re-measured end to end in that runtime",
         "strategy": f"{strategy.name} {strategy}",
         "evaluator": evaluator,
         "pruner": type(study.pruner).__name__,
@@ -405,6 +407,8 @@ def write_outputs(
     summary = {
         "space": problem.space.name, "strategy": strategy.name, "pruner": str(cfg.get("pruner") or "none"),
         "budget_ms": problem.budget_ms, "metric": metric,
+        "latency_backend": problem.latency.backend, "latency_runtime": fingerprint(problem.latency)["runtime"],
+        "latency_table": str(problem.table.path) if problem.table is not None and problem.latency.source == "lut" else None,
         "study_name": study.study_name, "trials": finished(study), **counts, "pruned_early": early,
         "running": running, "not_counted": skipped,
         "runtime": problem.runtime.describe(),

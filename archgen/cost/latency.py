@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from .backends import BACKENDS, ORT_OPTIMIZATION, backend_version, check_backend, prepare
 
 DEVICES = ("cpu", "cuda")
 SOURCES = ("measured", "lut")
@@ -53,12 +54,19 @@ class LatencySettings:
     batch_size: int = 1  # images per run (MnasNet: 1)
     warmup: int = 10  # untimed runs before timing
     repeats: int = 50  # timed runs; the figure is their median
+    backend: str = "eager"  # the runtime: eager, deployed, onnxruntime or compile (archgen.cost.backends)
+    ort_optimization: str = "all"  # backend=onnxruntime: the session's graph optimisation level
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise SpecError(f"latency.source must be one of: {', '.join(SOURCES)}, got {self.source!r}")
         if self.device not in DEVICES:
             raise SpecError(f"latency.device must be one of: {', '.join(DEVICES)}, got {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise SpecError(f"latency.backend must be one of: {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.ort_optimization not in ORT_OPTIMIZATION:
+            raise SpecError(f"latency.ort_optimization must be one of: {', '.join(ORT_OPTIMIZATION)}, "
+                            f"got {self.ort_optimization!r}")
         for name, minimum in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("repeats", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -68,6 +76,7 @@ class LatencySettings:
         """Fail early, with a short message, when the device cannot be used here."""
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SpecError("latency.device=cuda but no CUDA GPU is available here; use latency.device=cpu")
+        check_backend(self.backend, self.device)
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,13 +117,14 @@ def fingerprint(settings: LatencySettings) -> dict[str, Any]:
     if device == "cuda" and torch.cuda.is_available():
         device = f"cuda ({torch.cuda.get_device_name()})"
     return {"cpu": cpu_model(), "threads": settings.threads, "torch": torch.__version__, "device": device,
-            "allocator": steady_allocator()}
+            "allocator": steady_allocator(), "backend": settings.backend,
+            "runtime": backend_version(settings.backend, settings.device, settings.ort_optimization)}
 
 
 def describe(fp: Mapping[str, Any]) -> str:
     """A fingerprint on one line, for tables."""
     threads = f"{fp['threads']} thread{'s' if fp['threads'] != 1 else ''}"
-    return f"{fp['device']}, {fp['cpu']}, {threads}, torch {fp['torch']}"
+    return f"{fp['device']}, {fp['cpu']}, {threads}, {fp.get('runtime') or 'torch ' + fp['torch']}"
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,9 @@ def time_runs(fns: Sequence[Callable[[], Any]], settings: LatencySettings) -> li
     """
     settings.check_device()
     steady_allocator()
-    cuda = settings.device == "cuda"
+    # CUDA events bracket work on torch's stream; ONNX Runtime's session.run returns once its output
+    # is back on the host, so the wall clock times it
+    cuda = settings.device == "cuda" and settings.backend != "onnxruntime"
     times: list[list[float]] = [[] for _ in fns]
     order = list(enumerate(fns))
     with intra_op_threads(settings.threads), torch.inference_mode():
@@ -208,6 +220,11 @@ def example_input(in_chs: int, size: tuple[int, int] | None, settings: LatencySe
     return torch.randn(shape, device=settings.device)
 
 
+def prepared(module: nn.Module, example: torch.Tensor, settings: LatencySettings, what: str) -> Callable[[], Any]:
+    """``module`` on ``example`` as a zero-argument run in the settings' backend (``backends.prepare``)."""
+    return prepare(module, example, settings.backend, settings.device, settings.threads, settings.ort_optimization, what)
+
+
 def measure(
     model: nn.Module,
     in_chans: int,
@@ -231,7 +248,9 @@ def measure_side_by_side(
     runs = []
     for model, in_chans, size in models:
         model = model.to(settings.device).eval()
-        runs.append(functools.partial(model, example_input(in_chans, size, settings)))
+        spec = getattr(model, "spec", None)  # an ArchNet knows its spec's name
+        what = f"model {spec.name}" if spec is not None else "the model"
+        runs.append(prepared(model, example_input(in_chans, size, settings), settings, what))
     try:
         return [summarize(t, settings) for t in time_runs(runs, settings)]
     finally:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
 import hashlib
 import json
 import math
@@ -46,7 +45,7 @@ from ..fileio import write_atomic
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..spec import ModelSpec
-from .latency import LatencySettings, example_input, fingerprint, measure_side_by_side, summarize, time_runs
+from .latency import LatencySettings, example_input, fingerprint, measure_side_by_side, prepared, summarize, time_runs
 
 CACHE_ENV = "ARCHGEN_CACHE"  # overrides the cache directory
 FORMAT = 2  # bumped when the file layout or the meaning of a key changes
@@ -236,7 +235,8 @@ class LatencyTable:
         runs = []
         for block, ctx in blocks.values():
             module = BLOCKS.get(block.type)(block, ctx).to(self.settings.device).eval()
-            runs.append(functools.partial(module, example_input(block.in_chs, block.in_size, self.settings)))
+            example = example_input(block.in_chs, block.in_size, self.settings)
+            runs.append(prepared(module, example, self.settings, f"block {block.name} ({block.type})"))
         for key, times in zip(blocks, time_runs(runs, self.settings)):
             self.entries[key] = summarize(times, self.settings).median_ms
         self._save()

@@ -318,6 +318,15 @@ def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
     assert len((tmp_path / "run" / "trials.csv").read_text().splitlines()) >= len(done) + 1
 
 
+def test_the_budget_is_held_in_the_backend_it_names_and_the_report_says_so(compose_search, space_file, tmp_path):
+    summary = run_search(compose_search, tmp_path / "run", *fast_overrides(
+        space_file, tmp_path, "study_name=ort", "n_trials=1", "baselines=false", "latency.backend=onnxruntime"))
+    assert summary["latency_backend"] == "onnxruntime" and summary["latency_runtime"].startswith("onnxruntime ")
+    assert summary["entries"]["best"]["latency"]["fingerprint"]["backend"] == "onnxruntime"  # re-measured in it
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "latency measured in cpu, " in report and summary["latency_runtime"] in report
+
+
 def test_a_space_whose_networks_do_not_fit_max_memory_gb_stops_before_any_trial(space_file, tmp_path):
     r = _cli(*fast_overrides(space_file, tmp_path, "study_name=m", "max_memory_gb=0.001"), f"hydra.run.dir={tmp_path / 'run'}")
     assert r.returncode == 2, r.stderr

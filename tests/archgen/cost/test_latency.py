@@ -23,7 +23,7 @@ def test_measure_reports_median_and_percentiles_with_the_environment():
     result = measure(archgen.build(spec), spec.in_chans, spec.input_size, FAST)
     assert result.repeats == 5 and result.batch_size == 1
     assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms
-    assert set(result.fingerprint) == {"cpu", "threads", "torch", "device", "allocator"}
+    assert set(result.fingerprint) == {"cpu", "threads", "torch", "device", "allocator", "backend", "runtime"}
     assert result.fingerprint["threads"] == 1 and result.fingerprint["torch"] == torch.__version__
     assert result.to_dict()["fingerprint"] == dict(result.fingerprint)
 
