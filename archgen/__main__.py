@@ -28,7 +28,7 @@ from .cli import check_choices, discard_run_dir, fail, load_settings, path_compo
 from .cost import count
 from .cost.latency import LatencySettings, measure
 from .cost.memory import check_max_memory_gb, check_memory
-from .cost.lut import LatencyTable
+from .cost.lut import open_table
 from .deploy import deploy
 from .errors import SpecError
 from .export import EXPORT_FORMATS, export_model
@@ -82,7 +82,7 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
     measured = cfg.measure and settings.source == "measured"
     latency = measure(model, spec.in_chans, spec.input_size, settings) if measured else None
     deployed = measure(inference, spec.in_chans, spec.input_size, settings) if inference is not None and measured else None
-    lut = LatencyTable(settings, cfg.get("cache")).predict(spec) if cfg.measure and settings.source == "lut" else None
+    lut = open_table(settings, cfg.get("cache")).predict(spec) if cfg.measure and settings.source == "lut" else None
     if cfg.get("table", True):
         print(layer_table(spec, cost, lut))
     print(totals_line(spec, cost))

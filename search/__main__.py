@@ -16,6 +16,7 @@ Ctrl-C stops after saving the study and what it holds so far (exit 130).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from archgen import SpecError, build, count
 from archgen.cli import check_choices, load_settings, path_component, register_path_component, run_app
-from archgen.cost.latency import LatencySettings, describe, fingerprint, measure_side_by_side
+from archgen.cost.latency import Latency, LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
 
@@ -111,6 +112,11 @@ LOCAL_DATA_SETTINGS = frozenset({"root", "download", "in_memory", "memory_limit_
 IDENTITY_FORMAT = 3  # 3: trials carry heartbeats (a study of format 2 may hold a running trial nothing fails)
 
 
+def file_digest(path: str | Path) -> str:
+    """A file's content, as a short hash."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str, Any]:
     """Every setting that changes what a trial's value means, flat (``train.epochs``): the space
     (by name and content, never by path), the budget, the strategy and its reward weights, the
@@ -119,6 +125,8 @@ def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str
         return {f"{prefix}.{k}": v for k, v in values.items() if k not in skip and not k.endswith("_dir")}
 
     evaluator = dataclasses.asdict(problem.evaluator_settings)
+    # a target's table by its content, not by where this worker keeps it
+    table = {"table": file_digest(problem.latency.table)} if problem.latency.table is not None else {}
     identity = {
         "format": IDENTITY_FORMAT,
         "space": problem.space.name, "space.digest": problem.space.digest,
@@ -127,7 +135,7 @@ def study_identity(cfg: DictConfig, problem: Problem, strategy: Any) -> dict[str
         "evaluator": problem.evaluator, **flat(problem.evaluator, evaluator, RUNTIME_SETTINGS),
         **flat("data", dataclasses.asdict(problem.data_settings), LOCAL_DATA_SETTINGS),
         "data.labels": labels_digest(problem.data),
-        **flat("latency", dataclasses.asdict(problem.latency)),
+        **flat("latency", {**dataclasses.asdict(problem.latency), **table}),
         "seed": cfg.seed,
     }
     return json.loads(json.dumps(identity, default=str))  # as the storage gives it back: lists, not tuples
@@ -302,9 +310,15 @@ def fresh_scores(problem: Problem, study: optuna.Study, best: FrozenTrial | None
 
 def remeasure(problem: Problem, networks: dict[str, tuple[str, Any, float]],
               fresh: dict[str, tuple[float, ...]]) -> dict[str, Entry]:
-    """The report's networks (key -> label, spec, score), measured side by side on this machine."""
+    """The report's networks (key -> label, spec, score), measured side by side on this machine; with
+    a target's table (``latency.table``), predicted by it, as this machine cannot measure the target."""
     specs = [spec for _, spec, _ in networks.values()]
-    timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], problem.latency)
+    if problem.latency.table is not None:
+        assert problem.table is not None
+        timed = [Latency(ms, ms, ms, 0, problem.latency.batch_size, problem.table.fingerprint)
+                 for ms in (problem.lut_ms(s) for s in specs)]
+    else:
+        timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], problem.latency)
     entries = {}
     for (key, (label, spec, score)), latency in zip(networks.items(), timed):
         cost = count(spec)
@@ -389,7 +403,9 @@ def write_outputs(
         "space": f"{problem.space.name} (base {problem.space.base.name})",
         "budget": f"{problem.budget_ms:g} ms, latency {problem.latency.source} in {describe(fingerprint(problem.latency))}"
                   + (f", lookup table {problem.table.path}" if problem.table is not None and problem.latency.source == "lut"
-                     else "") + "; the best network re-measured end to end in that runtime",
+                     else "") + ("; the report's latencies are the target table's predictions (this machine cannot "
+                                 "measure the target)" if problem.latency.table is not None
+                                 else "; the best network re-measured end to end in that runtime"),
         "strategy": f"{strategy.name} {strategy}",
         "evaluator": evaluator,
         "pruner": type(study.pruner).__name__,

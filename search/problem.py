@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from archgen import SpecError, build, count, load_spec
 from archgen.cost.latency import Latency, LatencySettings, measure, measure_side_by_side
-from archgen.cost.lut import LatencyTable
+from archgen.cost.lut import open_table
 from archgen.cost.memory import check_max_memory_gb, check_memory
 from archgen.space import Space
 from archgen.spec import ModelSpec
@@ -73,7 +73,7 @@ class Problem:
         self.data = load_data(data)
         self.proxy = Space(space, num_classes=self.data.num_classes, in_chans=self.data.in_chans, input_size=self.data.size)
         # the table serves latency=lut and NetAdapt's proposals, calibrated across the space's range
-        self.table = LatencyTable(latency, cache) if lut or latency.source == "lut" else None
+        self.table = open_table(latency, cache) if lut or latency.source == "lut" else None
         if self.table is not None and not self.table.calibration.networks:
             self.table.calibrate([self.space.cheapest().spec, self.space.base, self.space.dearest().spec])
 

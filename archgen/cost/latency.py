@@ -27,11 +27,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import json
 import platform
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -56,6 +58,7 @@ class LatencySettings:
     repeats: int = 50  # timed runs; the figure is their median
     backend: str = "eager"  # the runtime: eager, deployed, onnxruntime or compile (archgen.cost.backends)
     ort_optimization: str = "all"  # backend=onnxruntime: the session's graph optimisation level
+    table: str | None = None  # source=lut: a table timed on the target device (python -m archgen.cost.lut import)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -67,6 +70,9 @@ class LatencySettings:
         if self.ort_optimization not in ORT_OPTIMIZATION:
             raise SpecError(f"latency.ort_optimization must be one of: {', '.join(ORT_OPTIMIZATION)}, "
                             f"got {self.ort_optimization!r}")
+        if self.table is not None and (self.source != "lut" or self.backend != "onnxruntime"):
+            raise SpecError(f"latency.table={self.table} holds a target's ONNX Runtime figures: use it with latency=lut "
+                            "latency.backend=onnxruntime")
         for name, minimum in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("repeats", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -112,7 +118,15 @@ def steady_allocator() -> str:
 
 
 def fingerprint(settings: LatencySettings) -> dict[str, Any]:
-    """The environment a latency figure belongs to; figures are comparable only within one."""
+    """The environment a latency figure belongs to; figures are comparable only within one. With
+    ``latency.table``, the target's, as its table records it."""
+    if settings.table is not None:
+        try:
+            recorded = json.loads(Path(settings.table).read_text())["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None  # opening the table says what is wrong with it
+        if isinstance(recorded, dict):
+            return recorded
     device = settings.device
     if device == "cuda" and torch.cuda.is_available():
         device = f"cuda ({torch.cuda.get_device_name()})"
@@ -243,6 +257,9 @@ def measure_side_by_side(
 ) -> list[Latency]:
     """Latencies of several ``(model, in_chans, input_size)``, timed round-robin (``time_runs``):
     the way to compare or rank networks on a machine whose speed drifts."""
+    if settings.table is not None:  # a figure measured here would carry the target's fingerprint
+        raise SpecError(f"latency.table={settings.table} holds another device's figures; networks cannot be "
+                        "measured against it here (drop latency.table to measure on this machine)")
     settings.check_device()
     flags = [m.training for m, _, _ in models]
     runs = []

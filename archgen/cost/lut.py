@@ -41,6 +41,7 @@ from filelock import FileLock
 
 from ..blocks import BLOCKS
 from ..builder import build
+from ..errors import SpecError
 from ..fileio import write_atomic
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
@@ -109,6 +110,11 @@ def _is_number(v: Any) -> bool:
 
 def _context(spec: ModelSpec) -> BuildContext:
     return BuildContext(bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, round_to=spec.round_to)
+
+
+def table_key(block: BlockConfig, round_to: int, batch_size: int) -> str:
+    """A block's key in every table: its config spelled out, the SE rounding and the batch size."""
+    return f"{block.key()}-round:{round_to}-batch:{batch_size}"
 
 
 class LatencyTable:
@@ -209,7 +215,7 @@ class LatencyTable:
     # -- lookups ---------------------------------------------------------------------------
     def key(self, block: BlockConfig, round_to: int) -> str:
         """The table key of a block: its config spelled out, the SE rounding and the batch size."""
-        return f"{block.key()}-round:{round_to}-batch:{self.settings.batch_size}"
+        return table_key(block, round_to, self.settings.batch_size)
 
     def block_ms(self, block: BlockConfig, ctx: BuildContext) -> float:
         """Latency of one block in isolation, measured once and then read from the table."""
@@ -272,3 +278,60 @@ class LatencyTable:
     def describe(self) -> Mapping[str, Any]:
         """Where the table is and what it holds, for summaries."""
         return {"path": str(self.path), "entries": len(self.entries), "calibration": asdict(self.calibration)}
+
+
+class TargetTable(LatencyTable):
+    """A table timed on another device (``ort_bench.py``, installed by ``python -m archgen.cost.lut
+    import``) and named by ``latency.table``: read-only, calibrated there, and a block it lacks is
+    refused rather than guessed or timed here, where the figures would mean another device."""
+
+    def __init__(self, settings: LatencySettings, cache_dir: Path | str | None = None) -> None:
+        assert settings.table is not None
+        settings.check_device()
+        self.settings = settings
+        self.path = Path(settings.table)
+        try:
+            raw = self.path.read_bytes()
+        except OSError as e:
+            raise SpecError(f"latency.table={settings.table}: cannot read it ({e.strerror})") from None
+        try:
+            head = json.loads(raw.decode("utf-8"))
+            self.fingerprint = head["fingerprint"] if isinstance(head, dict) else None
+            if not isinstance(self.fingerprint, dict) or self.fingerprint.get("backend") != "onnxruntime":
+                raise _Damaged("not an installed target table (python -m archgen.cost.lut import)")
+            if head.get("batch_size") != settings.batch_size:
+                raise _Damaged(f"timed at batch {head.get('batch_size')}, not latency.batch_size={settings.batch_size}")
+            data = self._parse(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError, _Damaged) as e:
+            raise SpecError(f"latency.table={settings.table}: {e}") from None
+        if not data["calibration"].networks:
+            raise SpecError(f"latency.table={settings.table}: not calibrated (no network was timed with its blocks)")
+        self.entries, self.calibration = data["entries"], data["calibration"]
+
+    def reload(self) -> None:  # nothing else writes it
+        return None
+
+    def fill(self, specs: Iterable[ModelSpec]) -> int:
+        for spec in specs:
+            ctx = _context(spec)
+            for b in spec.blocks:
+                if self.key(b, ctx.round_to) not in self.entries:
+                    raise SpecError(
+                        f"latency.table={self.settings.table} has no entry for block {b.name} ({b.type}) of {spec.name}: "
+                        "export the blocks of this space (python -m archgen.cost.lut export space=...) and time them "
+                        "on the target")
+        return 0
+
+    def calibrate(self, specs: Iterable[ModelSpec], measured: Sequence[float] | None = None) -> Calibration:
+        raise SpecError(f"latency.table={self.settings.table}: a target's table is calibrated on the target")
+
+
+def open_table(settings: LatencySettings, cache_dir: Path | str | None = None) -> LatencyTable:
+    """The table ``settings`` name: a target's (``latency.table``), else this machine's, built on demand."""
+    return TargetTable(settings, cache_dir) if settings.table else LatencyTable(settings, cache_dir)
+
+
+if __name__ == "__main__":  # python -m archgen.cost.lut export ... | import ...: the target-device builder
+    from archgen.cost.target import main
+
+    main()

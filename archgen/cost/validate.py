@@ -127,6 +127,9 @@ def main(cfg: DictConfig) -> None:
         for key, minimum in (("samples", 2), ("calibration", 0)):
             if not isinstance(cfg[key], int) or cfg[key] < minimum:
                 raise SpecError(f"{key} must be an integer >= {minimum}, got {cfg[key]!r}")
+        if settings.table is not None:
+            raise SpecError(f"latency.table={settings.table}: validation measures networks here, so it checks this "
+                            "machine's table; a target's table is checked on the target")
         table = LatencyTable(settings, cfg.cache)
         space = Space(str(cfg.space))
         print(f"latency table {table.path} ({len(table)} blocks), {describe(table.fingerprint)}")

@@ -1,0 +1,240 @@
+"""A latency table built on the target device, which needs neither torch nor archgen there.
+
+Once-for-All publishes lookup tables for its devices but no way to build one for another;
+MnasNet timed candidates on the phone itself. Here the three steps are:
+
+    python -m archgen.cost.lut export space=mbv3_large out=blocks/   # here: every distinct block, ONNX
+    python ort_bench.py blocks/                                      # there: onnxruntime + numpy only
+    python -m archgen.cost.lut import blocks/table.json              # here: checked and installed
+
+``export`` writes every distinct block of the space (each block config any point of the space
+contains, by the lookup table's key) as the ONNX file of its inference form, checked against
+PyTorch, plus the space's cheapest, base and dearest networks whole, which calibrate the table
+on the target as ``LatencyTable.calibrate`` does here; ``manifest.json`` lists each file with
+its key and input shape. ``archgen/cost/ort_bench.py`` times them with archgen's protocol.
+``import`` checks the result against its manifest (every block timed, finite figures), fits the
+calibration, and installs the table; ``latency=lut latency.backend=onnxruntime
+latency.table=<file>`` then makes ``python -m archgen`` and the search use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from ..blocks import BLOCKS
+from ..builder import build
+from ..deploy import deploy
+from ..errors import SpecError
+from ..export import export_model
+from ..fileio import write_atomic, write_json
+from ..ir import BlockConfig
+from ..space import Space
+from ..spec import ModelSpec
+from .latency import LatencySettings
+from .lut import FORMAT, Calibration, _context, default_cache_dir, table_key
+from .ort_bench import MANIFEST, MANIFEST_FORMAT, TABLE_FORMAT
+
+NETWORKS = ("cheapest", "base", "dearest")
+
+
+def points(space: Space) -> Iterator[ModelSpec]:
+    """Points of ``space`` that together contain every distinct block config it can give.
+
+    A block's config depends on its own per-block choices, its stage's choices and the width of
+    the stage before (its input channels); so for each searched stage, every combination of its
+    stage choices and the previous stage's width, and within it every combination of one
+    block's own choices (the others at their first value)."""
+    names: dict[str, list[Any]] = {}
+
+    def record(name: str, knob: str, values: list[Any]) -> Any:
+        names.setdefault(name, values)
+        return values[-1]  # the largest depth: every block position appears
+
+    space.sample(record)
+    space.sample(lambda name, knob, values: names.setdefault(name, values)[0])
+    for s in space.stages:
+        stage = [n for n in names if n.startswith(f"s{s}_") and "_b" not in n]
+        before = [n for n in names if n == f"s{s - 1}_width"]
+        for combo in itertools.product(*(names[n] for n in stage + before)):
+            fixed = dict(zip(stage + before, combo))
+            seen: dict[str, list[Any]] = {}
+
+            def discover(name: str, knob: str, values: list[Any]) -> Any:
+                seen[name] = values
+                return fixed.get(name, values[0])
+
+            yield space.sample(discover).spec
+            blocks: dict[str, list[str]] = {}
+            for n in seen:
+                if n.startswith(f"s{s}_b"):
+                    blocks.setdefault(n.split("_")[1], []).append(n)
+            for own in blocks.values():
+                for values in itertools.product(*(seen[n] for n in own)):
+                    choice = {**fixed, **dict(zip(own, values))}
+                    yield space.sample(lambda name, knob, vals: choice.get(name, vals[0])).spec
+
+
+def distinct_blocks(space: Space, batch_size: int) -> dict[str, tuple[BlockConfig, ModelSpec]]:
+    """Every distinct block of the space, by its table key, with a network it belongs to."""
+    out: dict[str, tuple[BlockConfig, ModelSpec]] = {}
+    for spec in points(space):
+        round_to = _context(spec).round_to
+        for b in spec.blocks:
+            out.setdefault(table_key(b, round_to, batch_size), (b, spec))
+    return out
+
+
+def _shape(chs: int, size: tuple[int, int] | None, batch: int) -> list[int]:
+    return [batch, chs, *size] if size is not None else [batch, chs]
+
+
+def _export(module: torch.nn.Module, shape: Sequence[int], path: Path, what: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            export_model(deploy(module.eval()), torch.randn(*shape), "onnx", path)
+        except SpecError as e:
+            raise SpecError(f"cannot export {what} to ONNX: {e}") from None
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpecError(f"cannot export {what} to ONNX: {first}") from None
+
+
+def export_blocks(space_name: str, out: Path, settings: LatencySettings) -> dict[str, Any]:
+    """Write the space's distinct blocks and its calibration networks as ONNX files, and the manifest."""
+    space = Space(space_name)
+    batch = settings.batch_size
+    blocks = distinct_blocks(space, batch)
+    (out / "blocks").mkdir(parents=True, exist_ok=True)
+    (out / "networks").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, (key, (b, spec)) in enumerate(blocks.items()):
+        file = f"blocks/{i:05d}.onnx"
+        _export(BLOCKS.get(b.type)(b, _context(spec)), _shape(b.in_chs, b.in_size, batch), out / file,
+                f"block {b.name} ({b.type})")
+        entries.append({"key": key, "file": file, "input_shape": _shape(b.in_chs, b.in_size, batch), "block": b.name})
+        print(f"\rexported {i + 1} of {len(blocks)} blocks", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    networks = []
+    for name, spec in zip(NETWORKS, (space.cheapest().spec, space.nearest_to_base().spec, space.dearest().spec)):
+        file = f"networks/{name}.onnx"
+        shape = _shape(spec.in_chans, spec.input_size, batch)
+        _export(build(spec), shape, out / file, f"the {name} network")
+        round_to = _context(spec).round_to
+        networks.append({"name": name, "file": file, "input_shape": shape,
+                         "blocks": [table_key(b, round_to, batch) for b in spec.blocks]})
+    manifest = {"format": MANIFEST_FORMAT, "space": space.name, "space_digest": space.digest, "batch_size": batch,
+                "protocol": {"warmup": settings.warmup, "repeats": settings.repeats,
+                             "ort_optimization": settings.ort_optimization},
+                "blocks": entries, "networks": networks}
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """Check a table ``ort_bench.py`` wrote against its manifest, fit the calibration, install it;
+    the installed file's path (for ``latency.table=``)."""
+    where = str(table_file)
+    try:
+        table = json.loads(Path(table_file).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise SpecError(f"{where}: cannot read it ({e.strerror})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise SpecError(f"{where}: not a table ort_bench.py wrote ({type(e).__name__})") from None
+    if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or not isinstance(table.get("device"), dict):
+        raise SpecError(f"{where}: not a table ort_bench.py wrote (format {TABLE_FORMAT})")
+    manifest_file = manifest_file or Path(table_file).with_name(MANIFEST)
+    try:
+        raw = manifest_file.read_bytes()
+        manifest = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SpecError(f"{where}: its manifest {manifest_file} cannot be read ({e}); give manifest=") from None
+    if hashlib.sha256(raw).hexdigest()[:16] != table.get("manifest"):
+        raise SpecError(f"{where}: timed from another export than {manifest_file} (the manifests differ)")
+    blocks, networks = table.get("blocks"), table.get("networks")
+    if not isinstance(blocks, dict) or not isinstance(networks, dict):
+        raise SpecError(f"{where}: 'blocks' and 'networks' must map names to milliseconds")
+    bad = next((k for k, v in {**blocks, **networks}.items() if not _number(v)), None)
+    if bad is not None:
+        raise SpecError(f"{where}: {bad!r} is not a finite number of milliseconds")
+    missing = [e["key"] for e in manifest["blocks"] if e["key"] not in blocks]
+    if missing:
+        raise SpecError(f"{where}: {len(missing)} of the manifest's {len(manifest['blocks'])} blocks were not timed "
+                        f"(first: {missing[0]})")
+    nets = [n for n in manifest["networks"] if n["name"] in networks]
+    if not nets or any(k not in blocks for n in nets for k in n["blocks"]):
+        raise SpecError(f"{where}: no calibration network was timed with all of its blocks")
+    calibration = Calibration.fit([sum(blocks[k] for k in n["blocks"]) for n in nets], [networks[n["name"]] for n in nets])
+    device = table["device"]
+    fingerprint = {"cpu": device.get("name", "unknown device"), "threads": device.get("threads", 1),
+                   "torch": "-", "device": f"target {device.get('system', '')} {device.get('machine', '')}".strip(),
+                   "allocator": "-", "backend": "onnxruntime",
+                   "runtime": f"onnxruntime {device.get('onnxruntime')} ({device.get('provider')}, optimisation "
+                              f"{device.get('ort_optimization')}), timed by ort_bench.py",
+                   "space": manifest.get("space"), "space_digest": manifest.get("space_digest")}
+    doc = {"format": FORMAT, "fingerprint": fingerprint, "batch_size": manifest.get("batch_size"),
+           "protocol": table.get("protocol"), "calibration": asdict(calibration), "entries": dict(sorted(blocks.items()))}
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode() + raw).hexdigest()[:16]
+    path = Path(cache_dir or default_cache_dir()) / "lut" / f"target-{digest}.json"
+    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def _settings(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SpecError(f"expected key=value, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m archgen.cost.lut export space=<name> out=<folder> [batch_size= warmup= repeats=]``
+    and ``python -m archgen.cost.lut import <table.json> [manifest=<file>] [cache=<folder>]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = "python -m archgen.cost.lut"
+    try:
+        if args[:1] == ["export"]:
+            opts = _settings(args[1:])
+            unknown = set(opts) - {"space", "out", "batch_size", "warmup", "repeats", "ort_optimization"}
+            if unknown or "space" not in opts or "out" not in opts:
+                raise SpecError("export takes space=<name or file> out=<folder> [batch_size= warmup= repeats= "
+                                "ort_optimization=]" + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+            ints = {k: int(opts[k]) for k in ("batch_size", "warmup", "repeats") if k in opts and opts[k].isdigit()}
+            bad = [k for k in ("batch_size", "warmup", "repeats") if k in opts and k not in ints]
+            if bad:
+                raise SpecError(f"{bad[0]} must be an integer, got {opts[bad[0]]!r}")
+            settings = LatencySettings(backend="onnxruntime", **ints,
+                                       **({"ort_optimization": opts["ort_optimization"]} if "ort_optimization" in opts else {}))
+            manifest = export_blocks(opts["space"], Path(opts["out"]), settings)
+            print(f"wrote {len(manifest['blocks'])} blocks and {len(manifest['networks'])} networks of space "
+                  f"{manifest['space']} to {opts['out']}; time them on the target: python ort_bench.py {opts['out']}")
+        elif args[:1] == ["import"] and len(args) >= 2:
+            opts = _settings(args[2:])
+            unknown = set(opts) - {"manifest", "cache"}
+            if unknown:
+                raise SpecError(f"import takes <table.json> [manifest=<file>] [cache=<folder>]; unknown: {', '.join(sorted(unknown))}")
+            path = import_table(Path(args[1]), Path(opts["manifest"]) if "manifest" in opts else None,
+                                Path(opts["cache"]) if "cache" in opts else None)
+            print(f"installed {path}; use it with latency=lut latency.backend=onnxruntime latency.table={path}")
+        else:
+            raise SpecError("usage: export space=<name> out=<folder> | import <table.json> [manifest=<file>]")
+    except SpecError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,142 @@
+"""A latency table built on the target (``archgen.cost.target``, ``ort_bench.py``): export every
+distinct block of a space, time them where neither torch nor archgen can be imported, import the
+table, and use it; and each refusal in one line."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import archgen
+from archgen.cost.latency import LatencySettings, measure_side_by_side
+from archgen.cost.lut import open_table, table_key
+from archgen.cost.target import distinct_blocks, export_blocks, import_table
+from archgen.space import Space
+
+REPO = Path(__file__).resolve().parents[3]
+BENCH = REPO / "archgen" / "cost" / "ort_bench.py"
+TOY = {
+    "name": "toy", "num_classes": 10, "in_chans": 3, "input_size": 32, "round_to": 8,
+    "stem": [{"type": "conv", "c": 8, "k": 3, "s": 2, "nl": "RE"}],
+    "body": {"type": "bneck", "columns": ["k", "exp", "c", "se", "nl", "s"],
+             "rows": [[3, 16, 8, False, "RE", 1], [3, 24, 16, False, "RE", 2]]},
+    "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
+}
+# torch and archgen made unimportable, as on a target that has only onnxruntime and numpy
+TORCH_FREE = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['archgen'] = None; "
+              "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _bench(script: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", TORCH_FREE, str(script), *args], capture_output=True, text=True,
+                          timeout=300, cwd=script.parent)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("target")
+    (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
+    (root / "space.yaml").write_text(yaml.safe_dump({"base": str(root / "toy.yaml"),
+                                                     "per_block": {"k": [3, 5], "se": [False, True]}}))
+    export_blocks(str(root / "space.yaml"), root / "blocks", LatencySettings(backend="onnxruntime", warmup=1, repeats=3))
+    shutil.copy(BENCH, root / "ort_bench.py")  # the single file a user copies to the target
+    return root
+
+
+def test_the_export_holds_every_block_any_point_of_the_space_contains(exported):
+    manifest = json.loads((exported / "blocks" / "manifest.json").read_text())
+    keys = {b["key"] for b in manifest["blocks"]}
+    assert len(keys) == len(manifest["blocks"]) and all((exported / "blocks" / b["file"]).is_file() for b in manifest["blocks"])
+    space, rng = Space(str(exported / "space.yaml")), random.Random(0)
+    for _ in range(40):
+        spec = space.random(rng).spec
+        assert {table_key(b, spec.round_to, 1) for b in spec.blocks} <= keys
+    # two bneck rows x (kernel 3, 5) x (SE off, on), and the stem, pool and classifier
+    assert len(keys) == len(distinct_blocks(space, 1)) == 2 * 4 + 3
+    assert [n["name"] for n in manifest["networks"]] == ["cheapest", "base", "dearest"]
+
+
+def test_the_target_times_them_without_torch_and_the_imported_table_predicts(exported, tmp_path):
+    r = _bench(exported / "ort_bench.py", "blocks", "--warmup", "1", "--repeats", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("timed 11 blocks and 3 networks on ")
+    table = json.loads((exported / "blocks" / "table.json").read_text())
+    assert table["device"]["provider"] == "CPUExecutionProvider" and len(table["blocks"]) == 11
+
+    installed = import_table(exported / "blocks" / "table.json", cache_dir=tmp_path)
+    settings = LatencySettings(source="lut", backend="onnxruntime", table=str(installed))
+    lut = open_table(settings)
+    assert lut.calibration.networks == 3 and lut.fingerprint["runtime"].endswith("timed by ort_bench.py")
+    spec = Space(str(exported / "space.yaml")).dearest().spec
+    prediction = lut.predict(spec)
+    blocks = sum(table["blocks"][table_key(b, spec.round_to, 1)] for b in spec.blocks)
+    assert prediction.total_ms == pytest.approx(lut.calibration.scale * blocks + lut.calibration.overhead_ms)
+
+    # a network with blocks the target never timed is refused, not guessed or timed here
+    with pytest.raises(archgen.SpecError, match=r"has no entry for block stem\.0 \(conv\) of mbv3_small: export"):
+        lut.predict(archgen.load_spec("mbv3_small"))
+    with pytest.raises(archgen.SpecError, match=r"holds another device's figures; networks cannot be measured"):
+        measure_side_by_side([(archgen.build(spec), 3, spec.input_size)], settings)
+
+
+def test_ort_bench_refuses_a_folder_without_a_manifest_in_one_line(exported, tmp_path):
+    r = _bench(exported / "ort_bench.py", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"ort_bench.py: error: {tmp_path}: no manifest.json; export the blocks with "
+                                "python -m archgen.cost.lut export")
+
+
+def test_an_incomplete_damaged_or_foreign_table_is_refused_in_one_line(exported, tmp_path):
+    r = _bench(exported / "ort_bench.py", "blocks", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path / "t.json"))
+    assert r.returncode == 0, r.stderr
+    table = json.loads((tmp_path / "t.json").read_text())
+    manifest = exported / "blocks" / "manifest.json"
+
+    def refused(doc, match: str, raw: bytes | None = None) -> None:
+        bad = tmp_path / "bad.json"
+        bad.write_bytes(raw if raw is not None else json.dumps(doc).encode())
+        with pytest.raises(archgen.SpecError, match=match) as err:
+            import_table(bad, manifest, cache_dir=tmp_path)
+        assert "\n" not in str(err.value)
+
+    first = next(iter(table["blocks"]))
+    refused({**table, "blocks": {k: v for k, v in table["blocks"].items() if k != first}},
+            r"1 of the manifest's 11 blocks were not timed \(first: ")
+    refused({**table, "blocks": {**table["blocks"], first: float("nan")}}, r"is not a finite number of milliseconds")
+    refused({**table, "manifest": "0" * 16}, r"timed from another export than")
+    refused(None, r"not a table ort_bench.py wrote", raw=b"\xff\xfe")
+    with pytest.raises(archgen.SpecError, match=r"^latency.table=.*: cannot read it"):
+        open_table(LatencySettings(source="lut", backend="onnxruntime", table=str(tmp_path / "none.json")))
+
+
+def test_the_cli_exports_and_imports_and_refuses_bad_arguments_in_one_line(exported, tmp_path):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "archgen.cost.lut", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+
+    r = cli("export", "out=x")
+    assert r.returncode == 2 and r.stderr.strip().startswith("python -m archgen.cost.lut: error: export takes space=")
+    r = cli("import", str(tmp_path / "missing.json"))
+    assert r.returncode == 2 and "cannot read it" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    if not (exported / "blocks" / "table.json").exists():
+        assert _bench(exported / "ort_bench.py", "blocks", "--warmup", "0", "--repeats", "1").returncode == 0
+    r = cli("import", str(exported / "blocks" / "table.json"), f"cache={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    assert "use it with latency=lut latency.backend=onnxruntime latency.table=" in r.stdout
+
+
+def test_the_enumeration_covers_a_space_of_stage_widths_and_depths():
+    # MnasNet's per-stage space: kernel, expansion, SE, depth and width per stage, where a stage's
+    # first block depends on the width of the stage before
+    space, rng = Space("mbv3_large_stage"), random.Random(1)
+    keys = set(distinct_blocks(space, 1))
+    for _ in range(100):
+        spec = space.random(rng).spec
+        assert {table_key(b, spec.round_to, 1) for b in spec.blocks} <= keys
