@@ -42,10 +42,10 @@ from .data import DataSettings, is_int, is_real, labels_digest
 from .evaluate import EVALUATORS, TrainSettings
 from .problem import Problem
 from .pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
-from .storage import Storage, open_storage
+from .storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, Storage, open_storage
 from .report import SUMMARY, Entry, plot_history, plot_intermediate, plot_pareto, report_md, write_trials
 from .strategies import STRATEGIES, make_strategy
-from .strategies.common import completed, finished, uncounted
+from .strategies.common import completed, finished, finished_of, uncounted
 from .strategies.sampled import pareto_front
 
 PROG = "search"
@@ -145,7 +145,7 @@ def study_storage(cfg: DictConfig, strategy: Any) -> Storage:
     """``storage=`` (default: outputs/search/studies.db) with the heartbeat settings. NetAdapt's
     lost trial is not retried: a resumed NetAdapt proposes it again in its iteration."""
     return open_storage(cfg.storage or f"sqlite:///{Path('outputs/search/studies.db').resolve()}",
-                        cfg.get("heartbeat_interval", 30), cfg.get("grace_period", 120),
+                        cfg.get("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL), cfg.get("grace_period", DEFAULT_GRACE_PERIOD),
                         retry_lost=strategy.name != "netadapt")
 
 
@@ -391,6 +391,7 @@ def write_outputs(
     # a running trial is not done: another worker runs it, or its worker was lost and a claim will fail it
     running = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
     skipped = len(uncounted(trials))
+    done = finished_of(trials)
     early = sum("pruned_at_epoch" in t.user_attrs for t in trials)
     pruned = ", ".join(part for part in (f"{counts['pruned'] - early} pruned over the budget" if counts["pruned"] > early else "",
                                          f"{early} pruned early by the pruner" if early else "") if part) or "0 pruned"
@@ -409,7 +410,7 @@ def write_outputs(
         "strategy": f"{strategy.name} {strategy}",
         "evaluator": evaluator,
         "pruner": type(study.pruner).__name__,
-        "study": f"{study.study_name}: {finished(study)} of n_trials={cfg.n_trials} done ({counts['complete']} complete, "
+        "study": f"{study.study_name}: {done} of n_trials={cfg.n_trials} done ({counts['complete']} complete, "
                  f"{counts['fail']} failed, {pruned})" + "".join(
                      part for part in (f"; {skipped} not counted (lost and retried, or interrupted)" if skipped else "",
                                        f"; {running} running or waiting, not done" if running else "") if part),
@@ -425,7 +426,7 @@ def write_outputs(
         "budget_ms": problem.budget_ms, "metric": metric,
         "latency_backend": problem.latency.backend, "latency_runtime": fingerprint(problem.latency)["runtime"],
         "latency_table": str(problem.table.path) if problem.table is not None and problem.latency.source == "lut" else None,
-        "study_name": study.study_name, "trials": finished(study), **counts, "pruned_early": early,
+        "study_name": study.study_name, "trials": done, **counts, "pruned_early": early,
         "running": running, "not_counted": skipped,
         "runtime": problem.runtime.describe(),
         "images_per_s": statistics.fmean(throughput) if throughput else None,

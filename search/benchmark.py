@@ -189,8 +189,9 @@ def _worker(index: int, search: dict[str, Any], settings: Settings, study_name: 
     pin(index, settings.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     strategy = make_strategy("pareto", {"population": settings.population})
-    problem = make_problem(OmegaConf.create(search), strategy.name)
-    trials = study_storage(OmegaConf.create(search), strategy)
+    cfg = OmegaConf.create(search)
+    problem = make_problem(cfg, strategy.name)
+    trials = study_storage(cfg, strategy)
     study = optuna.load_study(study_name=study_name, storage=trials.backend, sampler=strategy.make_sampler(settings.seed))
     strategy.run(problem, study, trials, settings.n_trials, [])
 

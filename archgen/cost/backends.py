@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from ..errors import SpecError
+from .ort_bench import LEVELS, session_options  # the target's timing script: one protocol on both sides
 
 BACKENDS = ("eager", "deployed", "onnxruntime", "compile")
-ORT_OPTIMIZATION = ("disable", "basic", "extended", "all")
+ORT_OPTIMIZATION = tuple(LEVELS)
 
 Run = Callable[[], Any]
 
@@ -93,8 +94,9 @@ def _compiled_run(compiled: Callable[[torch.Tensor], Any], example: torch.Tensor
     except Exception as e:  # inductor's errors are long: the first line names the cause
         if isinstance(e, SpecError):
             raise
-        raise SpecError(f"latency.backend=compile: torch.compile fails on {what}: "
-                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        detail = _first_line(e)
+        detail = detail if detail == type(e).__name__ else f"{type(e).__name__}: {detail}"
+        raise SpecError(f"latency.backend=compile: torch.compile fails on {what}: {detail}") from None
 
 
 def _onnxruntime() -> Any:
@@ -109,39 +111,38 @@ def _provider(device: str) -> str:
     return "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
 
 
-def ort_session_options(threads: int, ort_optimization: str) -> Any:
-    """The session options of the protocol: stated, so that a figure says what it was measured with."""
-    ort = _onnxruntime()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[ort_optimization]
-    options.log_severity_level = 3  # errors only
-    return options
+def _first_line(e: BaseException) -> str:
+    """An exception in one line: its message's first line (exporters' and compilers' run long), else its type."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, what: str) -> Path:
+    """``module`` exported to ``path`` by ``export_model`` and checked; a failure is one line naming ``what``."""
+    from .. import export  # looked up when called: it imports onnxscript, seconds paid only by exports
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracing notes; its check is what counts
+        try:
+            return export.export_model(module, example, "onnx", path).path
+        except SpecError as e:
+            raise SpecError(f"cannot export {what} to ONNX: {e}") from None
+        except Exception as e:  # the exporter's own failure
+            raise SpecError(f"cannot export {what} to ONNX: {_first_line(e)}") from None
 
 
 def _ort_run(inference: nn.Module, example: torch.Tensor, device: str, threads: int, ort_optimization: str,
              what: str) -> Run:
     """Export the inference form (checked against PyTorch), load it in a session, and return its run."""
-    from ..export import export_model
-
     ort = _onnxruntime()
     cpu = example.detach().cpu()
     source = inference if example.device.type == "cpu" else copy.deepcopy(inference).cpu()  # it may share tensors
-    with tempfile.TemporaryDirectory(prefix="archgen-ort-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracing notes; its check is what counts
+    with tempfile.TemporaryDirectory(prefix="archgen-ort-") as tmp:
         try:
-            exported = export_model(source, cpu, "onnx", Path(tmp) / "model.onnx")
+            file = export_onnx(source, cpu, Path(tmp) / "model.onnx", what)
         except SpecError as e:
-            raise SpecError(f"latency.backend=onnxruntime: cannot export {what} to ONNX: {e}") from None
-        except Exception as e:  # the exporter's own failure: its first line names it
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError(f"latency.backend=onnxruntime: cannot export {what} to ONNX: {first}") from None
-        session = ort.InferenceSession(str(exported.path), ort_session_options(threads, ort_optimization),
+            raise SpecError(f"latency.backend=onnxruntime: {e}") from None
+        session = ort.InferenceSession(str(file), session_options(ort, threads, ort_optimization),
                                        providers=[_provider(device)])
     feed = {"input": cpu.numpy()}
     return functools.partial(session.run, None, feed)

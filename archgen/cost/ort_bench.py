@@ -71,14 +71,20 @@ def read_manifest(folder: str) -> dict:
     return manifest
 
 
-def session(ort, file: str, threads: int, level: str, provider: str):
+def session_options(ort, threads: int, level: str):
+    """The protocol's session options (archgen's backend uses these too): ``threads`` intra-op
+    threads, one inter-op thread, sequential execution, graph optimisation ``level``, errors only."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
     options.log_severity_level = 3
-    return ort.InferenceSession(file, options, providers=[provider])
+    return options
+
+
+def session(ort, file: str, threads: int, level: str, provider: str):
+    return ort.InferenceSession(file, session_options(ort, threads, level), providers=[provider])
 
 
 def bench(folder: str, threads: int, provider: str, warmup: int | None, repeats: int | None) -> dict:

@@ -24,7 +24,6 @@ import itertools
 import json
 import math
 import sys
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,11 +34,11 @@ from ..blocks import BLOCKS
 from ..builder import build
 from ..deploy import deploy
 from ..errors import SpecError
-from ..export import export_model
 from ..fileio import write_atomic, write_json
 from ..ir import BlockConfig
 from ..space import Space
 from ..spec import ModelSpec
+from .backends import export_onnx
 from .latency import LatencySettings
 from .lut import FORMAT, Calibration, _context, default_cache_dir, table_key
 from .ort_bench import MANIFEST, MANIFEST_FORMAT, TABLE_FORMAT
@@ -99,15 +98,7 @@ def _shape(chs: int, size: tuple[int, int] | None, batch: int) -> list[int]:
 
 
 def _export(module: torch.nn.Module, shape: Sequence[int], path: Path, what: str) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            export_model(deploy(module.eval()), torch.randn(*shape), "onnx", path)
-        except SpecError as e:
-            raise SpecError(f"cannot export {what} to ONNX: {e}") from None
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError(f"cannot export {what} to ONNX: {first}") from None
+    export_onnx(deploy(module.eval()), torch.randn(*shape), path, what)
 
 
 def export_blocks(space_name: str, out: Path, settings: LatencySettings) -> dict[str, Any]:

@@ -71,11 +71,20 @@ def uncounted(trials: Iterable[FrozenTrial]) -> set[int]:
     return retried | {t.number for t in trials if t.user_attrs.get("fail_reason") == INTERRUPTED}
 
 
-def finished(study: optuna.Study) -> int:
-    """Trials that ran to an end (complete, failed or pruned), by any worker, and count toward n_trials."""
-    trials = study.get_trials(deepcopy=False)
+def counting(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count toward n_trials, in any state (``uncounted`` are left out)."""
     skip = uncounted(trials)
-    return sum(t.state in FINISHED and t.number not in skip for t in trials)
+    return [t for t in trials if t.number not in skip]
+
+
+def finished_of(trials: Sequence[FrozenTrial]) -> int:
+    """How many of ``trials`` ran to an end (complete, failed or pruned) and count toward n_trials."""
+    return sum(t.state in FINISHED for t in counting(trials))
+
+
+def finished(study: optuna.Study) -> int:
+    """Trials of the study that ran to an end, by any worker, and count toward n_trials."""
+    return finished_of(study.get_trials(deepcopy=False))
 
 
 def fail_reason(trial: FrozenTrial, trials: Sequence[FrozenTrial]) -> str:
@@ -107,8 +116,7 @@ def claim(study: optuna.Study, storage: Storage, n_trials: int) -> optuna.Trial 
         with storage.claim(study.study_name):
             storage.fail_lost_trials(study)
             trials = study.get_trials(deepcopy=False)
-            skip = uncounted(trials)
-            if any(t.state == TrialState.WAITING for t in trials) or sum(t.number not in skip for t in trials) < n_trials:
+            if any(t.state == TrialState.WAITING for t in trials) or len(counting(trials)) < n_trials:
                 return ask(study, storage)
         running = [t.number for t in trials if t.state == TrialState.RUNNING]
         if not running:
