@@ -5,15 +5,18 @@ MnasNet timed candidates on the phone itself. Here the three steps are:
 
     python -m archgen.cost.lut export space=mbv3_large out=blocks/   # here: every distinct block, ONNX
     python ort_bench.py blocks/                                      # there: onnxruntime + numpy only
-    python -m archgen.cost.lut import blocks/table.json              # here: checked and installed
+    python -m archgen.cost.lut import blocks/table.json              # here: checked, validated, installed
 
 ``export`` writes every distinct block of the space (each block config any point of the space
 contains, by the lookup table's key) as the ONNX file of its inference form, checked against
 PyTorch, plus the space's cheapest, base and dearest networks whole, which calibrate the table
-on the target as ``LatencyTable.calibrate`` does here; ``manifest.json`` lists each file with
-its key and input shape. ``archgen/cost/ort_bench.py`` times them with archgen's protocol.
-``import`` checks the result against its manifest (every block timed, finite figures), fits the
-calibration, and installs the table; ``latency=lut latency.backend=onnxruntime
+on the target as ``LatencyTable.calibrate`` does here, and ``validate`` (30) random points of the
+space whole, which check it there as ``archgen.cost.validate`` checks this machine's table (NetAdapt
+Fig. 3, FBNet Fig. 3); ``manifest.json`` lists each file with its key, role and input shape.
+``archgen/cost/ort_bench.py`` times them with archgen's protocol. ``import`` checks the result
+against its manifest (every block timed, finite figures), fits the calibration, reports the
+table's MAPE and Kendall's tau on the validation networks, and installs the table;
+``latency=lut latency.backend=onnxruntime
 latency.table=<file>`` then makes ``python -m archgen`` and the search use it.
 """
 
@@ -23,12 +26,15 @@ import hashlib
 import itertools
 import json
 import math
+import random
+import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from scipy.stats import kendalltau
 
 from ..blocks import BLOCKS
 from ..builder import build
@@ -44,6 +50,8 @@ from .lut import FORMAT, Calibration, _context, default_cache_dir, table_key
 from .ort_bench import MANIFEST, MANIFEST_FORMAT, TABLE_FORMAT
 
 NETWORKS = ("cheapest", "base", "dearest")
+CALIBRATION, VALIDATION = "calibration", "validation"  # a network's role in the manifest
+DEFAULT_VALIDATE = 30  # random architectures exported to check the table on the target, as archgen.cost.validate does here
 
 
 def points(space: Space) -> Iterator[ModelSpec]:
@@ -101,8 +109,10 @@ def _export(module: torch.nn.Module, shape: Sequence[int], path: Path, what: str
     export_onnx(deploy(module.eval()), torch.randn(*shape), path, what)
 
 
-def export_blocks(space_name: str, out: Path, settings: LatencySettings) -> dict[str, Any]:
-    """Write the space's distinct blocks and its calibration networks as ONNX files, and the manifest."""
+def export_blocks(space_name: str, out: Path, settings: LatencySettings, validate: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Write the space's distinct blocks and its calibration networks as ONNX files, and the manifest;
+    with ``validate``, that many random points of the space too (one seeded generator), whose
+    times on the target ``import_table`` compares with the table's predictions."""
     space = Space(space_name)
     batch = settings.batch_size
     blocks = distinct_blocks(space, batch)
@@ -117,12 +127,16 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings) -> dict
         print(f"\rexported {i + 1} of {len(blocks)} blocks", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     networks = []
-    for name, spec in zip(NETWORKS, (space.cheapest().spec, space.nearest_to_base().spec, space.dearest().spec)):
+    rng = random.Random(seed)
+    roles = [*((name, CALIBRATION, spec) for name, spec in
+               zip(NETWORKS, (space.cheapest().spec, space.nearest_to_base().spec, space.dearest().spec))),
+             *((f"validation_{i:03d}", VALIDATION, space.random(rng).spec) for i in range(validate))]
+    for name, role, spec in roles:
         file = f"networks/{name}.onnx"
         shape = _shape(spec.in_chans, spec.input_size, batch)
         _export(build(spec), shape, out / file, f"the {name} network")
         round_to = _context(spec).round_to
-        networks.append({"name": name, "file": file, "input_shape": shape,
+        networks.append({"name": name, "role": role, "file": file, "input_shape": shape,
                          "blocks": [table_key(b, round_to, batch) for b in spec.blocks]})
     manifest = {"format": MANIFEST_FORMAT, "space": space.name, "space_digest": space.digest, "batch_size": batch,
                 "protocol": {"warmup": settings.warmup, "repeats": settings.repeats,
@@ -166,10 +180,13 @@ def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir:
     if missing:
         raise SpecError(f"{where}: {len(missing)} of the manifest's {len(manifest['blocks'])} blocks were not timed "
                         f"(first: {missing[0]})")
-    nets = [n for n in manifest["networks"] if n["name"] in networks]
-    if not nets or any(k not in blocks for n in nets for k in n["blocks"]):
+    timed = [n for n in manifest["networks"] if n["name"] in networks and all(k in blocks for k in n["blocks"])]
+    nets = [n for n in timed if n.get("role", CALIBRATION) == CALIBRATION]
+    if not nets:
         raise SpecError(f"{where}: no calibration network was timed with all of its blocks")
     calibration = Calibration.fit([sum(blocks[k] for k in n["blocks"]) for n in nets], [networks[n["name"]] for n in nets])
+    checks = [(calibration.scale * sum(blocks[k] for k in n["blocks"]) + calibration.overhead_ms, networks[n["name"]])
+              for n in timed if n.get("role") == VALIDATION]
     device = table["device"]
     fingerprint = {"cpu": device.get("name", "unknown device"), "threads": device.get("threads", 1),
                    "torch": "-", "device": f"target {device.get('system', '')} {device.get('machine', '')}".strip(),
@@ -179,10 +196,31 @@ def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir:
                    "space": manifest.get("space"), "space_digest": manifest.get("space_digest")}
     doc = {"format": FORMAT, "fingerprint": fingerprint, "batch_size": manifest.get("batch_size"),
            "protocol": table.get("protocol"), "calibration": asdict(calibration), "entries": dict(sorted(blocks.items()))}
+    if len(checks) >= 2:
+        doc["validation"] = target_validation(checks)
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode() + raw).hexdigest()[:16]
     path = Path(cache_dir or default_cache_dir()) / "lut" / f"target-{digest}.json"
     write_atomic(path, json.dumps(doc, indent=1) + "\n")
     return path
+
+
+def target_validation(checks: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """MAPE and Kendall's tau of (predicted, measured on the target) pairs, as ``archgen.cost.validate``
+    reports them for this machine's table."""
+    predicted, measured = [p for p, _ in checks], [m for _, m in checks]
+    return {"samples": len(checks),
+            "mape": statistics.fmean(abs(p - m) / m for p, m in checks if m > 0),
+            "kendall_tau": float(kendalltau(predicted, measured).statistic),
+            "measured_ms": [min(measured), max(measured)]}
+
+
+def validation_line(path: Path) -> str | None:
+    """The installed table's validation on the target, in words (None when none was exported)."""
+    v = json.loads(path.read_text()).get("validation")
+    if not v:
+        return None
+    return (f"on the target: MAPE {100 * v['mape']:.1f} %, Kendall's tau {v['kendall_tau']:.3f} over {v['samples']} "
+            f"random architectures ({v['measured_ms'][0]:.2f}-{v['measured_ms'][1]:.2f} ms measured)")
 
 
 def _settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -196,24 +234,29 @@ def _settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m archgen.cost.lut export space=<name> out=<folder> [batch_size= warmup= repeats=]``
+    """``python -m archgen.cost.lut export space=<name> out=<folder> [batch_size= warmup= repeats= validate= seed=]``
     and ``python -m archgen.cost.lut import <table.json> [manifest=<file>] [cache=<folder>]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     prog = "python -m archgen.cost.lut"
     try:
         if args[:1] == ["export"]:
             opts = _settings(args[1:])
-            unknown = set(opts) - {"space", "out", "batch_size", "warmup", "repeats", "ort_optimization"}
+            unknown = set(opts) - {"space", "out", "batch_size", "warmup", "repeats", "ort_optimization", "validate", "seed"}
             if unknown or "space" not in opts or "out" not in opts:
                 raise SpecError("export takes space=<name or file> out=<folder> [batch_size= warmup= repeats= "
-                                "ort_optimization=]" + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
-            ints = {k: int(opts[k]) for k in ("batch_size", "warmup", "repeats") if k in opts and opts[k].isdigit()}
-            bad = [k for k in ("batch_size", "warmup", "repeats") if k in opts and k not in ints]
+                                "ort_optimization= validate= seed=]"
+                                + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else ""))
+            counts = ("batch_size", "warmup", "repeats", "validate", "seed")
+            ints = {k: int(opts[k]) for k in counts if k in opts and opts[k].isdigit()}
+            bad = [k for k in counts if k in opts and k not in ints]
             if bad:
                 raise SpecError(f"{bad[0]} must be an integer, got {opts[bad[0]]!r}")
+            validate, seed = ints.pop("validate", DEFAULT_VALIDATE), ints.pop("seed", 0)
+            if validate == 1:
+                raise SpecError("validate must be 0 (none) or at least 2 architectures to rank, got 1")
             settings = LatencySettings(backend="onnxruntime", **ints,
                                        **({"ort_optimization": opts["ort_optimization"]} if "ort_optimization" in opts else {}))
-            manifest = export_blocks(opts["space"], Path(opts["out"]), settings)
+            manifest = export_blocks(opts["space"], Path(opts["out"]), settings, validate, seed)
             print(f"wrote {len(manifest['blocks'])} blocks and {len(manifest['networks'])} networks of space "
                   f"{manifest['space']} to {opts['out']}; time them on the target: python ort_bench.py {opts['out']}")
         elif args[:1] == ["import"] and len(args) >= 2:
@@ -224,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             path = import_table(Path(args[1]), Path(opts["manifest"]) if "manifest" in opts else None,
                                 Path(opts["cache"]) if "cache" in opts else None)
             print(f"installed {path}; use it with latency=lut latency.backend=onnxruntime latency.table={path}")
+            line = validation_line(path)
+            if line is not None:
+                print(line)
         else:
             raise SpecError("usage: export space=<name> out=<folder> | import <table.json> [manifest=<file>]")
     except SpecError as e:

@@ -17,7 +17,7 @@ import yaml
 import archgen
 from archgen.cost.latency import LatencySettings, measure_side_by_side
 from archgen.cost.lut import open_table, table_key
-from archgen.cost.target import distinct_blocks, export_blocks, import_table
+from archgen.cost.target import distinct_blocks, export_blocks, import_table, validation_line
 from archgen.space import Space
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,7 +45,8 @@ def exported(tmp_path_factory) -> Path:
     (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
     (root / "space.yaml").write_text(yaml.safe_dump({"base": str(root / "toy.yaml"),
                                                      "per_block": {"k": [3, 5], "se": [False, True]}}))
-    export_blocks(str(root / "space.yaml"), root / "blocks", LatencySettings(backend="onnxruntime", warmup=1, repeats=3))
+    export_blocks(str(root / "space.yaml"), root / "blocks", LatencySettings(backend="onnxruntime", warmup=1, repeats=3),
+                  validate=3)
     shutil.copy(BENCH, root / "ort_bench.py")  # the single file a user copies to the target
     return root
 
@@ -60,13 +61,19 @@ def test_the_export_holds_every_block_any_point_of_the_space_contains(exported):
         assert {table_key(b, spec.round_to, 1) for b in spec.blocks} <= keys
     # two bneck rows x (kernel 3, 5) x (SE off, on), and the stem, pool and classifier
     assert len(keys) == len(distinct_blocks(space, 1)) == 2 * 4 + 3
-    assert [n["name"] for n in manifest["networks"]] == ["cheapest", "base", "dearest"]
+    assert [(n["name"], n["role"]) for n in manifest["networks"]] == [
+        ("cheapest", "calibration"), ("base", "calibration"), ("dearest", "calibration"),
+        *((f"validation_{i:03d}", "validation") for i in range(3))]
+    rng = random.Random(0)  # the validation networks are the seeded draws of the space
+    for net in manifest["networks"][3:]:
+        spec = space.random(rng).spec
+        assert net["blocks"] == [table_key(b, spec.round_to, 1) for b in spec.blocks]
 
 
 def test_the_target_times_them_without_torch_and_the_imported_table_predicts(exported, tmp_path):
     r = _bench(exported / "ort_bench.py", "blocks", "--warmup", "1", "--repeats", "3")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("timed 11 blocks and 3 networks on ")
+    assert r.stdout.startswith("timed 11 blocks and 6 networks on ")
     table = json.loads((exported / "blocks" / "table.json").read_text())
     assert table["device"]["provider"] == "CPUExecutionProvider" and len(table["blocks"]) == 11
 
@@ -78,6 +85,16 @@ def test_the_target_times_them_without_torch_and_the_imported_table_predicts(exp
     prediction = lut.predict(spec)
     blocks = sum(table["blocks"][table_key(b, spec.round_to, 1)] for b in spec.blocks)
     assert prediction.total_ms == pytest.approx(lut.calibration.scale * blocks + lut.calibration.overhead_ms)
+
+    # the validation networks: the table's predictions against the target's own times of them
+    validation = json.loads(installed.read_text())["validation"]
+    manifest = json.loads((exported / "blocks" / "manifest.json").read_text())
+    pairs = [(lut.calibration.scale * sum(table["blocks"][k] for k in n["blocks"]) + lut.calibration.overhead_ms,
+              table["networks"][n["name"]]) for n in manifest["networks"] if n["role"] == "validation"]
+    assert validation["samples"] == 3
+    assert validation["mape"] == pytest.approx(sum(abs(p - m) / m for p, m in pairs) / 3)
+    assert -1 <= validation["kendall_tau"] <= 1
+    assert validation_line(installed).startswith("on the target: MAPE ")
 
     # a network with blocks the target never timed is refused, not guessed or timed here
     with pytest.raises(archgen.SpecError, match=r"has no entry for block stem\.0 \(conv\) of mbv3_small: export"):
@@ -130,6 +147,9 @@ def test_the_cli_exports_and_imports_and_refuses_bad_arguments_in_one_line(expor
     r = cli("import", str(exported / "blocks" / "table.json"), f"cache={tmp_path}")
     assert r.returncode == 0, r.stderr
     assert "use it with latency=lut latency.backend=onnxruntime latency.table=" in r.stdout
+    assert "on the target: MAPE " in r.stdout and "over 3 random architectures" in r.stdout
+    r = cli("export", "space=mbv3_large", "out=x", "validate=1")
+    assert r.returncode == 2 and r.stderr.strip().endswith("validate must be 0 (none) or at least 2 architectures to rank, got 1")
 
 
 def test_the_enumeration_covers_a_space_of_stage_widths_and_depths():
