@@ -7,6 +7,7 @@
     python -m archgen spec=outputs/archgen/.../spec.yaml
     python -m archgen -m model=mbv1,mbv2,mbv3_large model.width_mult=0.5,1.0
     python -m archgen -m model=mbv2,mbv3_large width_mult=0.5,1.0   # a knob needs no model. before it
+    python -m archgen model=mbv3_large bn.eps=1e-5     # the BatchNorm eps of a checkpoint trained with another
 
 Bad input (a malformed spec, an unknown model, a module in ``imports`` that cannot be
 imported, a latency setting out of range) prints one line and exits with status 2.
@@ -33,7 +34,7 @@ from .deploy import deploy
 from .errors import SpecError
 from .export import EXPORT_FORMATS, export_model
 from .report import latency_lines, layer_table, totals_line, write_run
-from .spec import KNOBS, ModelSpec, load_spec
+from .spec import BN_KEYS, KNOBS, ModelSpec, load_spec
 from .zoo import CONF_DIR, list_models
 
 PROG = "archgen"
@@ -54,7 +55,8 @@ def resolve_spec(cfg: DictConfig, task_overrides: list[str], model_choice: str |
         # Only the knobs the command line set apply to the file; the rest of cfg.model is the default model's.
         named = {o.split("=", 1)[0].lstrip("+~").removeprefix("model.") for o in task_overrides}
         knobs = {k: cfg.model[k] for k in KNOBS if k in named}
-        return load_spec(Path(str(cfg.spec)), **knobs)
+        bn = {k: cfg.model.bn[k] for k in BN_KEYS if f"bn.{k}" in named}
+        return load_spec(Path(str(cfg.spec)), bn=bn or None, **knobs)
     data = OmegaConf.to_container(cfg.model, resolve=True)
     source = str(CONF_DIR / "model" / f"{model_choice}.yaml") if model_choice else "model"
     return load_spec(data, source=source)  # type: ignore[arg-type]
@@ -126,11 +128,15 @@ def run_name(spec: str | None, model: str) -> str:
 
 def knob_overrides(argv: list[str]) -> list[str]:
     """The command line with ``width_mult=0.5`` read as ``model.width_mult=0.5`` (any knob): the
-    knobs belong to the model, and a sweep over them reads best in the short form."""
+    knobs belong to the model, and a sweep over them reads best in the short form. ``bn.eps=1e-5``
+    (or ``model.bn.eps=``) sets the spec's BatchNorm eps, also in a spec that states no ``bn``."""
     out = []
     for arg in argv:
         key, eq, value = arg.partition("=")
-        out.append(f"model.{key}={value}" if eq and key in KNOBS else arg)
+        if eq and key.removeprefix("model.") in {f"bn.{k}" for k in BN_KEYS}:
+            out.append(f"++model.{key.removeprefix('model.')}={value}")
+        else:
+            out.append(f"model.{key}={value}" if eq and key in KNOBS else arg)
     return out
 
 

@@ -17,8 +17,9 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names (as written in specs) to objects of one kind."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, hint: str = "") -> None:
         self.kind = kind
+        self.hint = hint  # the end of an unknown name's message: how to add an entry
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -44,7 +45,7 @@ class Registry(Generic[T]):
             if name in self._aliases:
                 return self._aliases[name]
         known = ", ".join(self.names())
-        raise SpecError(f"unknown {self.kind} {name!r}; known: {known}")
+        raise SpecError(f"unknown {self.kind} {name!r}; known: {known}{self.hint}")
 
     def get(self, name: str) -> T:
         """The object registered under ``name`` (or an alias); unknown names list the choices."""

@@ -15,6 +15,8 @@ The loader only reads data: block types are registry names, never import paths.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -27,14 +29,17 @@ from .errors import SpecError
 from .ir import BlockConfig, Size
 from .limits import MAX_BLOCKS, MAX_CHANNELS, MAX_INPUT_SIZE, MAX_MULT, MAX_NUM_CLASSES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 from .layers.activations import ACTIVATIONS
-from .rows import parse_row
+from .rows import parse_row, repeats
 from .zoo import list_models, model_path
 
 KNOBS = ("num_classes", "in_chans", "input_size", "width_mult", "depth_mult", "dropout")
 META_KEYS = ("name", "paper", "reference", "conventions")
 SETTING_KEYS = ("round_to", "bn")
+BN_KEYS = ("eps", "momentum")
+BASE_KEY = "base"  # a spec that is another spec with some keys changed (EfficientNet-B1..B7 on B0's table)
+MAX_BASE_CHAIN = 8
 TABLE_SECTIONS = ("stem", "body", "head")
-TOP_KEYS = META_KEYS + KNOBS + SETTING_KEYS + TABLE_SECTIONS + ("blocks",)
+TOP_KEYS = META_KEYS + (BASE_KEY,) + KNOBS + SETTING_KEYS + TABLE_SECTIONS + ("blocks",)
 TABLE_KEYS = ("type", "columns", "defaults", "rows")
 _SECTION_NAMES = {"stem": "stem", "body": "stages", "head": "head"}
 
@@ -125,15 +130,30 @@ def resolve_source(name_or_path: str | Path) -> Path:
     raise SpecError(f"unknown model {str(name_or_path)!r}; the zoo has: {', '.join(list_models())}")
 
 
+class SpecLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader (no tags, no code) that also reads ``1e-5`` as a number.
+
+    YAML 1.1, which PyYAML implements, reads a float only with a dot (``1.0e-5``), so
+    ``bn: {eps: 1e-5}`` would give the string "1e-5"; YAML 1.2, OmegaConf and Hydra read a number.
+    """
+
+
+SpecLoader.add_implicit_resolver(  # copies SafeLoader's resolvers first: safe_load itself is unchanged
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a spec file as plain data (``yaml.safe_load``: no tags, no code), at most
+    """Read a spec file as plain data (``SpecLoader``: no tags, no code), at most
     ``MAX_SPEC_BYTES`` long and ``MAX_SPEC_DEPTH`` deep."""
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)  # never more than the limit, whatever the file's size
         if len(raw) > MAX_SPEC_BYTES:
             raise SpecError(f"{path}: the file is over {MAX_SPEC_BYTES >> 20} MiB; a spec is a few kB of tables")
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yaml.load(raw.decode("utf-8"), Loader=SpecLoader)  # noqa: S506 (SpecLoader is a SafeLoader)
     except OSError as e:
         raise SpecError(f"{path}: cannot read the file ({e.strerror})") from None
     except UnicodeDecodeError as e:
@@ -176,14 +196,24 @@ def depth(data: Any) -> int:
     return height(data, 0)
 
 
-def load_spec(name_or_path: str | Path | Mapping[str, Any], *, source: str | None = None, **overrides: Any) -> ModelSpec:
+def load_spec(
+    name_or_path: str | Path | Mapping[str, Any],
+    *,
+    source: str | None = None,
+    bn: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> ModelSpec:
     """Load, check and expand a spec.
 
     Args:
         name_or_path: a zoo name (``"mbv3_large"``), a path to a spec YAML file, or the
             spec's data as a mapping.
         source: what to call a mapping spec in messages (default ``"<dict>"``).
+        bn: BatchNorm settings replacing the spec's, ``{"eps": 1e-5}`` and/or ``"momentum"``
+            (a checkpoint trained with another eps than the spec's gives other logits).
         **overrides: knobs: num_classes, in_chans, input_size, width_mult, depth_mult, dropout.
+            On an expanded spec (a run's ``spec.yaml``), num_classes, in_chans and input_size
+            re-chain its channels and sizes; width_mult and depth_mult are refused.
 
     Raises:
         SpecError: naming the file, the row and the field, and what was expected.
@@ -195,13 +225,61 @@ def load_spec(name_or_path: str | Path | Mapping[str, Any], *, source: str | Non
         data, where = read_yaml(path), str(path)
     unknown = [k for k in overrides if k not in KNOBS]
     if unknown:
-        raise SpecError(f"{where}: unknown setting {unknown[0]!r}; the knobs are: {', '.join(KNOBS)}")
+        raise SpecError(f"{where}: unknown setting {unknown[0]!r}; the knobs are: {', '.join(KNOBS)}, and bn")
+    data = resolve_base(data, where)
+    if bn is not None:
+        if not isinstance(bn, Mapping):
+            raise SpecError(f"{where}: the bn setting must be a mapping such as {{'eps': 1e-05}}, got {bn!r}")
+        base_bn = data.get("bn") or {}
+        data["bn"] = {**base_bn, **bn} if isinstance(base_bn, Mapping) else dict(bn)
     return spec_from_dict(data, where, overrides)
+
+
+def resolve_base(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A spec with a ``base`` key is that spec with the keys it gives replacing the base's.
+
+    ``base`` names a zoo model or a spec file (relative to the file that names it). It is how
+    EfficientNet-B1..B7 are written: B0's table (Tan & Le 2019, Table 1) with the compound
+    coefficients of Sec. 3.3 as knobs. The name is this file's, never inherited.
+    """
+    data, chain = dict(data), [source]
+    if BASE_KEY not in data:
+        return data
+    name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else None)
+    while BASE_KEY in data:
+        ref = data.pop(BASE_KEY)
+        here = chain[-1]
+        if not isinstance(ref, str) or not ref:
+            raise SpecError(f"{here}: 'base' must be a zoo model name or a spec file path, got {ref!r}")
+        target: str | Path = ref
+        if ref.endswith((".yaml", ".yml")) or "/" in ref:  # a file, found beside the spec that names it
+            target = Path(ref)
+            if not target.is_absolute() and here.endswith((".yaml", ".yml")):
+                target = Path(here).parent / target
+        try:
+            path = resolve_source(target)
+        except SpecError as e:
+            raise SpecError(f"{here}: base: {e}") from None
+        if str(path.resolve()) in {str(Path(c).resolve()) for c in chain if c.endswith((".yaml", ".yml"))}:
+            raise SpecError(f"{here}: 'base' makes a loop: {' -> '.join([*chain, str(path)])}")
+        if len(chain) > MAX_BASE_CHAIN:
+            raise SpecError(f"{source}: 'base' chains more than {MAX_BASE_CHAIN} specs")
+        base = read_yaml(path)
+        unknown = [k for k in data if k not in TOP_KEYS]
+        if unknown:
+            raise SpecError(f"{here}: unknown key {unknown[0]!r}; a spec has: {', '.join(TOP_KEYS)}")
+        data = {**base, **data}
+        chain.append(str(path))
+    if name is None:
+        data.pop("name", None)
+    else:
+        data["name"] = name
+    return data
 
 
 def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> ModelSpec:
     """Check the top level of a spec, apply knob overrides and expand it."""
-    data = dict(data)
+    data = resolve_base(data, source)
     unknown = [k for k in data if k not in TOP_KEYS]
     if unknown:
         raise SpecError(f"{source}: unknown key {unknown[0]!r}; a spec has: {', '.join(TOP_KEYS)}")
@@ -210,15 +288,20 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
         raise SpecError(f"{source}: a spec has either tables (stem/body/head) or an expanded 'blocks' list, not both")
     if not expanded and data.get("body") is None:
         raise SpecError(f"{source}: missing 'body': the table of the network's blocks")
+    rechained: dict[str, Any] = {}
     if overrides:
         if expanded:
             changed = [k for k, v in overrides.items() if k != "dropout" and _norm_knob(k, v, source) != _norm_knob(k, data.get(k), source)]
-            if changed:
+            scaled = [k for k in changed if k in ("width_mult", "depth_mult")]
+            if scaled:
+                what = "channels" if scaled[0] == "width_mult" else "repeats"
                 raise SpecError(
-                    f"{source}: {changed[0]} cannot change on an expanded spec (its channels and sizes are concrete); "
-                    "apply it to the table spec it came from"
+                    f"{source}: {scaled[0]} cannot change on an expanded spec: its {what} are concrete, and a "
+                    "multiplier applies to a table's rows (make_divisible of each row's channels, ceil of each "
+                    "row's n); apply it to the table spec it came from (a search's best.yaml is one)"
                 )
-        data.update(overrides)
+            rechained = {k: overrides[k] for k in changed}  # num_classes, in_chans, input_size
+        data.update({k: v for k, v in overrides.items() if k not in rechained})
     knobs = _knobs(data, source)
     bn = _bn(data.get("bn", {}), source)
     meta = {k: data[k] for k in ("paper", "reference", "conventions") if k in data}
@@ -230,7 +313,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
         blocks = _load_blocks(data["blocks"], knobs, source)
     else:
         blocks = _expand_tables(data, knobs, source)
-    return ModelSpec(
+    spec = ModelSpec(
         name=name,
         blocks=tuple(blocks),
         num_classes=knobs.num_classes,
@@ -244,6 +327,34 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
         bn_momentum=bn[1],
         meta=meta,
         source=source,
+    )
+    return _rechain_knobs(spec, rechained) if rechained else spec
+
+
+def _rechain_knobs(spec: ModelSpec, changes: Mapping[str, Any]) -> ModelSpec:
+    """An expanded spec at another num_classes, in_chans or input_size: the classifier gets the new
+    class count, and every block's channels and sizes are derived again from the new input."""
+    knobs = _knobs({k: changes.get(k, getattr(spec, k)) for k in ("num_classes", "in_chans", "input_size")}, spec.source)
+    blocks = list(spec.blocks)
+    if knobs.num_classes != spec.num_classes:
+        i = _classifier(spec)
+        blocks[i] = dataclasses.replace(blocks[i], out_chs=knobs.num_classes)
+    new = dataclasses.replace(spec, num_classes=knobs.num_classes, in_chans=knobs.in_chans, input_size=knobs.input_size)
+    return rechain(new, blocks)
+
+
+def _classifier(spec: ModelSpec) -> int:
+    """Index of the block that gives the class scores: the last one that sets its own width
+    (pools, flatten and dropout after it keep their input's)."""
+    for i in range(len(spec.blocks) - 1, -1, -1):
+        b = spec.blocks[i]
+        if BLOCKS.get(b.type).output_chs.__func__ is Block.output_chs.__func__:  # type: ignore[attr-defined]
+            if b.section == "head" and b.out_chs == spec.num_classes:
+                return i
+            break
+    raise SpecError(
+        f"{spec.source}: num_classes cannot change: no head block gives the spec's {spec.num_classes} classes "
+        "(the network ends without a classifier)"
     )
 
 
@@ -293,7 +404,7 @@ def _knobs(data: Mapping[str, Any], source: str) -> Knobs:
 
 
 def _bn(raw: Any, source: str) -> tuple[float, float]:
-    if not isinstance(raw, Mapping) or any(key not in ("eps", "momentum") for key in raw):
+    if not isinstance(raw, Mapping) or any(key not in BN_KEYS for key in raw):
         raise SpecError(f"{source}: 'bn' must be a mapping with 'eps' and/or 'momentum', got {raw!r}")
     eps, momentum = raw.get("eps", 1e-5), raw.get("momentum", 0.1)
     for key, v in (("eps", eps), ("momentum", momentum)):
@@ -327,7 +438,7 @@ def _table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] |
             cls = BLOCKS.get(ttype)
         except SpecError as e:
             raise SpecError(f"{where}: {e}") from None
-        fields = {f.name for f in dataclasses.fields(cls.Row)}
+        fields = [f.name for f in dataclasses.fields(row_schema(cls))]  # in the row's order: one message per input
         for key in [*(columns or []), *defaults]:
             if key != "type" and key not in fields:
                 raise SpecError(f"{where}: {ttype!r} rows have no field {key!r}; they have: {', '.join(fields)}")
@@ -357,13 +468,45 @@ def _expand_tables(data: Mapping[str, Any], knobs: Knobs, source: str) -> list[B
                 raise SpecError(f"{where}: {e}") from None
             row_columns = columns if rtype == ttype else None
             row_defaults = defaults if rtype == ttype else {}
-            row = parse_row(cls.Row, raw, row_columns, row_defaults, f"{where} ({rtype})")
+            row = parse_row(row_schema(cls), raw, row_columns, row_defaults, f"{where} ({rtype})")
             ex.begin_row(_SECTION_NAMES[section], where)
-            cls.expand(row, ex)
+            expand_row(cls, row, ex)
             ex.end_row()
     if knobs.depth_mult != 1.0 and not ex.used_repeats:
         raise SpecError(f"{source}: depth_mult={knobs.depth_mult:g} has no effect: no row of this spec has a repeat column (n)")
     return ex.blocks
+
+
+@functools.cache
+def row_schema(cls: type) -> type:
+    """The row a table reads for block type ``cls``: its ``Row``, with a repeat column ``n`` added
+    where the type has none (a MobileNetV3 bneck row, a conv), so that every row can be repeated
+    and depth-scaled, as EfficientNet's and MnasNet's tables repeat every kind of block."""
+    if any(f.name == "n" for f in dataclasses.fields(cls.Row)):
+        return cls.Row
+    return dataclasses.make_dataclass(
+        cls.Row.__name__,
+        [("n", Any, repeats("repeats of the row (depth-scaled); the stride applies to the first", None))],
+        bases=(cls.Row,),
+        frozen=True,
+        kw_only=True,
+    )
+
+
+def expand_row(cls: type, row: Any, ex: Expander) -> None:
+    """Emit one row's blocks. A row type with its own ``n`` repeats itself; for the others, a row
+    that states ``n`` is expanded ``ceil(n x depth_mult)`` times, with its stride ``s`` only on
+    the first (a row that does not state ``n`` is one block, and depth_mult leaves it alone)."""
+    schema = row_schema(cls)
+    if schema is cls.Row:
+        cls.expand(row, ex)
+        return
+    own = cls.Row(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls.Row)})
+    if row.n is None:
+        cls.expand(own, ex)
+        return
+    for i in range(ex.repeats(row.n)):
+        cls.expand(own if i == 0 or not hasattr(own, "s") else dataclasses.replace(own, s=1), ex)
 
 
 # -- expanded form -------------------------------------------------------------------------
@@ -461,7 +604,8 @@ def rechain(spec: ModelSpec, blocks: Sequence[BlockConfig], source: str | None =
         group = f"stages.{b.stage}" if b.stage is not None else b.section
         name = f"{group}.{counters.get(group, 0)}"
         counters[group] = counters.get(group, 0) + 1
-        b = dataclasses.replace(b, name=name, in_chs=chs, in_size=size, out_chs=cls.output_chs(b, chs))
+        b = dataclasses.replace(b, name=name, in_size=size)  # the size first: a flatten's width depends on it
+        b = dataclasses.replace(b, in_chs=chs, out_chs=cls.output_chs(b, chs))
         out_size = cls.output_size(b) if size is not None else None
         chained.append(dataclasses.replace(b, out_size=out_size))
         chs, size = b.out_chs, out_size  # a size that reaches zero is reported, block named, by the check below

@@ -31,7 +31,10 @@ from ..limits import MAX_BLOCKS, MAX_CHANNELS
 from ..registry import Registry
 from ..rows import NUM_CLASSES
 
-BLOCKS: Registry[type] = Registry("block type")
+BLOCKS: Registry[type] = Registry(
+    "block type",
+    hint="; a block type of your own: imports=[my_pkg.blocks], or import its module before load_spec",
+)
 
 # Row fields the default expansion maps onto BlockConfig's own fields; the rest go to ``args``.
 _STANDARD_FIELDS = ("c", "n", "s", "k", "exp", "se", "nl")

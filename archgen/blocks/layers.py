@@ -158,7 +158,8 @@ class Flatten(Block):
 
     @classmethod
     def output_chs(cls, cfg: BlockConfig, in_chs: int) -> int:
-        return in_chs * (cfg.out_chs // cfg.in_chs)  # C x H x W: the map's size is unchanged
+        h, w = cfg.in_size or (1, 1)  # a flat input is rejected when the spec is checked
+        return in_chs * h * w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(x, 1)

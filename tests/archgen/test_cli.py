@@ -145,6 +145,20 @@ def test_a_bare_knob_is_the_models_and_everything_else_is_left_alone():
                                     "+model.dropout=0.1", "latency.threads=2", "spec=x.yaml"]
 
 
+def test_bn_settings_on_the_command_line_reach_any_spec(compose_run, tmp_path):
+    """bn.eps= fixes a checkpoint's eps (archgen.load_reference_weights names it), also in a spec with no bn key."""
+    assert knob_overrides(["bn.eps=1e-5", "model.bn.momentum=0.01", "model=mbv2"]) == [
+        "++model.bn.eps=1e-5", "++model.bn.momentum=0.01", "model=mbv2"]
+    assert "bn" not in yaml.safe_load((CONF_DIR / "model" / "resnet18.yaml").read_text())
+    compose_run("model=resnet18", *knob_overrides(["bn.eps=1e-3"]), "table=false", "measure=false")
+    assert yaml.safe_load((tmp_path / "spec.yaml").read_text())["bn"] == {"eps": 0.001, "momentum": 0.1}
+    spec_file = tmp_path / "copy.yaml"
+    spec_file.write_text((tmp_path / "spec.yaml").read_text())
+    compose_run(f"spec={spec_file}", *knob_overrides(["bn.eps=1e-4", "num_classes=10"]), "table=false", "measure=false")
+    written = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    assert (written["bn"]["eps"], written["num_classes"], written["blocks"][-1]["out"]) == (1e-4, 10, 10)
+
+
 def test_a_failed_run_keeps_a_run_directory_that_holds_anything_else(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hydra_only, kept, named = tmp_path / "outputs" / "a", tmp_path / "outputs" / "b", tmp_path / "mine"

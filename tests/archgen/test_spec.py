@@ -4,6 +4,7 @@ round trip, and block types registered from outside the package."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -244,6 +245,109 @@ def test_expanded_form_takes_the_knobs_it_was_made_with(tmp_path):
     path.write_text(spec.to_yaml())
     assert _dicts(archgen.load_spec(path, input_size=64, num_classes=10)) == _dicts(spec)
     assert _dicts(archgen.load_spec(path, input_size=[64, 64])) == _dicts(spec)
+
+
+@pytest.mark.parametrize("name", archgen.list_models())
+def test_expanded_form_takes_new_classes_channels_and_size_as_its_table_would(tmp_path, name):
+    """A run's spec.yaml (or a search's answer) is taken to the user's data: the classifier gets the
+    new class count and every size is chained again, giving exactly the table's network there."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(archgen.load_spec(name).to_yaml())
+    knobs = {"num_classes": 10, "in_chans": 1, "input_size": 32 if name == "lenet5" else [160, 128]}
+    again, table = archgen.load_spec(path, **knobs), archgen.load_spec(name, **knobs)
+    assert _dicts(again) == _dicts(table)
+    assert [b.out_size for b in again.blocks] == [b.out_size for b in table.blocks]
+    assert (again.num_classes, again.in_chans, again.input_size) == (10, 1, table.input_size)
+
+
+def test_a_rechained_expanded_spec_builds_and_runs(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(archgen.load_spec("mbv3_small").to_yaml())
+    spec = archgen.load_spec(path, num_classes=7, in_chans=1, input_size=48)
+    with torch.no_grad():
+        assert archgen.build(spec).eval()(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    assert archgen.load_spec(path, num_classes=1000).to_yaml() == path.read_text()  # its own values change nothing
+
+
+def test_an_expanded_spec_without_a_classifier_refuses_new_classes(tmp_path):
+    data = {"name": "features", "body": [{"type": "conv", "c": 8, "k": 3, "s": 2}], "head": [{"type": "global_pool"}]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(archgen.load_spec(data).to_yaml())
+    assert archgen.load_spec(path, input_size=64).blocks[0].out_size == (32, 32)
+    with pytest.raises(archgen.SpecError, match="num_classes cannot change: no head block gives the spec's 1000 classes"):
+        archgen.load_spec(path, num_classes=10)
+
+
+# -- knob presets (base:), BatchNorm settings, YAML numbers ---------------------------------------
+
+
+def test_a_spec_with_a_base_is_the_base_with_its_keys_replaced(tmp_path):
+    (tmp_path / "half.yaml").write_text("base: mbv2\nwidth_mult: 0.5\ninput_size: 160\npaper: a note\n")
+    (tmp_path / "deeper.yaml").write_text("base: half.yaml\ndepth_mult: 1.5\n")  # a file beside it
+    half, deeper = archgen.load_spec(tmp_path / "half.yaml"), archgen.load_spec(tmp_path / "deeper.yaml")
+    assert _dicts(half) == _dicts(archgen.load_spec("mbv2", width_mult=0.5, input_size=160))
+    assert _dicts(deeper) == _dicts(archgen.load_spec("mbv2", width_mult=0.5, input_size=160, depth_mult=1.5))
+    assert (half.name, deeper.name) == ("half", "deeper")  # a name is never inherited
+    assert half.meta["paper"] == "a note" and deeper.meta["paper"] == "a note"
+    assert _dicts(archgen.load_spec(tmp_path / "half.yaml", width_mult=1.0)) == _dicts(archgen.load_spec("mbv2", input_size=160))
+
+
+def test_a_base_loop_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nwidth_mult: 0.5\n")
+    with pytest.raises(archgen.SpecError, match="'base' makes a loop: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        archgen.load_spec(tmp_path / "a.yaml")
+
+
+def test_bn_settings_replace_the_specs_one_by_one(tmp_path):
+    spec = archgen.load_spec("mbv3_large", bn={"eps": 1e-5})
+    assert (spec.bn_eps, spec.bn_momentum) == (1e-5, 0.01)  # momentum stays the spec's
+    bn = [m for m in archgen.build(spec).modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bn and all(m.eps == 1e-5 and m.momentum == 0.01 for m in bn)
+    assert archgen.load_spec("mbv2", bn={"momentum": 0.01}).bn_eps == 1e-5
+
+
+def test_exponent_floats_are_numbers_in_spec_files(tmp_path):
+    """YAML 1.1 reads 1e-5 as a string; specs read it as 1.0e-5 is read, a number."""
+    text = model_path("mbv3_small").read_text().replace("bn: {eps: 0.001, momentum: 0.01}", "bn: {eps: 1e-5, momentum: 1E-2}")
+    assert "1e-5" in text
+    (tmp_path / "s.yaml").write_text(text)
+    spec = archgen.load_spec(tmp_path / "s.yaml")
+    assert (spec.bn_eps, spec.bn_momentum) == (1e-5, 0.01)
+    assert yaml.safe_load("eps: 1e-5")["eps"] == "1e-5"  # safe_load itself is untouched
+
+
+# -- repeats on every row type -------------------------------------------------------------------
+
+
+def test_every_row_type_takes_n_and_depth_mult_scales_it():
+    data = copy.deepcopy(MBV3)
+    data["body"]["rows"][1] = {"k": 3, "exp": 72, "c": 24, "se": False, "nl": "RE", "s": 2, "n": 2}
+    spec = archgen.load_spec(data)
+    row = [b for b in spec.blocks if b.source.endswith("body row 2")]
+    assert [(b.stride, b.in_chs, b.out_chs, b.exp) for b in row] == [(2, 16, 24, 72), (1, 24, 24, 72)]
+    assert all("n" not in b.args for b in row)  # n is the row's, not a block setting
+    deeper = archgen.load_spec(data, depth_mult=1.6)  # ceil(2 x 1.6) = 4; rows without n stay single blocks
+    assert len([b for b in deeper.blocks if b.source.endswith("body row 2")]) == 4
+    assert len(deeper.blocks) == len(spec.blocks) + 2
+    with pytest.raises(archgen.SpecError, match="no row of this spec has a repeat column"):
+        archgen.load_spec("mbv3_small", depth_mult=1.5)
+
+
+def test_a_row_types_fields_are_listed_in_the_rows_order():
+    data = copy.deepcopy(MBV3)
+    data["body"]["columns"] = ["k", "exp", "c", "se", "nl", "stride"]
+    with pytest.raises(archgen.SpecError) as err:
+        archgen.load_spec(data)
+    fields = ", ".join(f.name for f in dataclasses.fields(archgen.BLOCKS.get("bneck").Row))
+    assert str(err.value).endswith(f"'bneck' rows have no field 'stride'; they have: {fields}, n")
+
+
+def test_an_unknown_block_type_says_how_to_register_ones_own():
+    data = copy.deepcopy(MBV3)
+    data["body"]["type"] = "my_block"
+    with pytest.raises(archgen.SpecError, match=r"unknown block type 'my_block'; known: .*imports=\[my_pkg.blocks\]"):
+        archgen.load_spec(data)
 
 
 # -- the registry and user blocks ------------------------------------------------------------------

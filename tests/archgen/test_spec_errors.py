@@ -158,7 +158,13 @@ CASES: list[tuple[str, dict, Mutation | None, dict, str, str, str]] = [
     ("expanded_empty", EXPANDED, _set("blocks", value=[]), {}, "", "'blocks'", "a non-empty list"),
     ("expanded_and_tables", EXPANDED, _set("body", value=MBV3["body"]), {}, "", "'blocks'", "not both"),
     ("expanded_width_change", EXPANDED, None, {"width_mult": 0.5}, "", "width_mult", "cannot change on an expanded spec"),
-    ("expanded_input_change", EXPANDED, None, {"input_size": 32}, "", "input_size", "cannot change on an expanded spec"),
+    ("expanded_depth_change", EXPANDED, None, {"depth_mult": 1.5}, "", "depth_mult", "cannot change on an expanded spec: its repeats are concrete"),
+    ("bad_bn_override", MBV3, None, {"bn": {"eps": 2}}, "", "'bn.eps'", "a number in (0, 1)"),
+    ("unknown_bn_override", MBV3, None, {"bn": {"epsilon": 1e-5}}, "", "'bn'", "'eps' and/or 'momentum'"),
+    ("base_unknown", {"base": "mbv9"}, None, {}, "", "base: unknown model 'mbv9'", "the zoo has"),
+    ("base_not_a_name", {"base": 3}, None, {}, "", "'base'", "a zoo model name or a spec file path"),
+    ("base_missing_file", {"base": "no/such.yaml"}, None, {}, "", "no/such.yaml", "no such spec file"),
+    ("base_unknown_key", {"base": "mbv3_small", "widht_mult": 0.5}, None, {}, "", "'widht_mult'", "a spec has"),
 ]
 
 
