@@ -13,7 +13,10 @@ What workers on one study need beyond Optuna:
   creation, so a study ends with exactly ``n_trials`` trials whatever the number of workers
   (Optuna's ``MaxTrialsCallback`` counts only after a trial, so two workers overshoot). The lock
   is a file lock next to a SQLite or journal file, and an advisory lock of the server otherwise;
-  both are released by the operating system or the server when their holder dies.
+  both are released by the operating system or the server when their holder dies. The journal's
+  writes take the same kind of lock (Optuna's default, a symlink, outlives a killed writer for 30 s,
+  long enough to starve every other worker's heartbeats and fail their trials as lost), so every
+  worker on a journal file must be archgen's.
 * **A heartbeat.** A running trial's worker records a heartbeat every ``heartbeat_interval``
   seconds (Optuna's RDB heartbeat; the journal's is added here, optuna/optuna#6615). A trial
   without one for ``grace_period`` seconds is marked failed by the next worker to claim a trial
@@ -44,6 +47,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat  # what fail_stale_trials asks of a storage; not re-exported
 from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import BaseJournalFileLock  # the lock interface JournalFileBackend takes
 from optuna.trial import FrozenTrial, TrialState
 
 from archgen import SpecError
@@ -58,6 +62,20 @@ DEFAULT_GRACE_PERIOD = 120
 
 # a lock, around the count and the creation of a trial, of one study (by name)
 Claim = Callable[[str], ContextManager[None]]
+
+
+class _JournalLock(BaseJournalFileLock):
+    """The journal's write lock as an OS file lock, which the kernel releases when its holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = FileLock(f"{path}.write.lock")  # per thread: the heartbeat thread writes too
+
+    def acquire(self) -> bool:
+        self._lock.acquire()
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
 
 
 class _Retry(RetryHeartbeatStaleTrialCallback):
@@ -217,7 +235,7 @@ def open_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
             if url.startswith(JOURNAL):
                 path = _file(url, JOURNAL)
                 backend: optuna.storages.BaseStorage = _JournalWithHeartbeat(
-                    JournalFileBackend(str(path)), heartbeat_interval, grace_period, retry)
+                    JournalFileBackend(str(path), _JournalLock(path)), heartbeat_interval, grace_period, retry)
                 claim = _file_claim(path)
             elif url.startswith(SQLITE) and url != f"{SQLITE}:memory:":
                 path = _file(url, SQLITE)

@@ -128,15 +128,19 @@ def claim(study: optuna.Study, storage: Storage, n_trials: int) -> optuna.Trial 
         time.sleep(WAIT_POLL_S)
 
 
+def _taken(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    print(f"warning: trial {trial.number} was failed by another worker as lost (no heartbeat for "
+          "grace_period seconds); its result here is dropped, and its retry counts instead", file=sys.stderr)
+    return study.get_trials(deepcopy=False)[trial.number]
+
+
 def tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> FrozenTrial:
     """Store a trial's end; one that another worker already failed as lost (its heartbeat stopped,
     say while the machine was suspended) keeps that end, and its result here is dropped."""
     try:
         return study.tell(trial, values, state)
     except optuna.exceptions.UpdateFinishedTrialError:
-        print(f"warning: trial {trial.number} was failed by another worker as lost (no heartbeat for "
-              "grace_period seconds); its result here is dropped, and its retry counts instead", file=sys.stderr)
-        return study.get_trials(deepcopy=False)[trial.number]
+        return _taken(study, trial)
 
 
 def run_trial(study: optuna.Study, storage: Storage, trial: optuna.Trial,
@@ -146,6 +150,8 @@ def run_trial(study: optuna.Study, storage: Storage, trial: optuna.Trial,
     try:
         with storage.heartbeat(trial):
             values = objective(trial)
+    except optuna.exceptions.UpdateFinishedTrialError:  # the objective recorded a figure on a trial failed as lost
+        return _taken(study, trial)
     except optuna.TrialPruned:
         return tell(study, trial, state=TrialState.PRUNED)
     except TRIAL_ERRORS:  # guarded() recorded the reason

@@ -82,6 +82,38 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_as_lost_and_retried_once_with
     assert finished(mine) == 1
 
 
+def test_a_worker_whose_trial_was_failed_as_lost_while_it_ran_drops_its_result_and_goes_on(tmp_path, capsys):
+    here = open_storage(f"journal:///{tmp_path / 'studies.log'}")
+    study = optuna.create_study(study_name="taken", storage=here.backend)
+    trial = ask(study, here)
+
+    def objective(t: optuna.Trial) -> float:
+        study.tell(t.number, state=TrialState.FAIL)  # another worker, which saw no heartbeat for grace_period
+        t.set_user_attr("latency_ms", 1.0)  # refused: the trial has ended
+        return 0.5
+
+    assert run_trial(study, here, trial, objective).state == TrialState.FAIL
+    assert "trial 0 was failed by another worker as lost" in capsys.readouterr().err
+    assert "latency_ms" not in study.trials[0].user_attrs
+
+
+def test_a_killed_writer_leaves_no_journal_lock_behind(tmp_path):
+    """Optuna's default journal lock, a symlink, outlives a killed writer for 30 s and stalls every
+    heartbeat meanwhile; archgen's is an OS file lock."""
+    log = tmp_path / "studies.log"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from search.storage import _JournalLock; _JournalLock(Path(sys.argv[1])).acquire(); "
+                               "print('held', flush=True); time.sleep(60)", str(log)],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(timeout=30)
+    here = open_storage(f"journal:///{log}")
+    started = time.monotonic()
+    optuna.create_study(study_name="after", storage=here.backend)  # a write under the journal's lock
+    assert time.monotonic() - started < 5
+
+
 def test_heartbeat_settings_and_an_unknown_storage_are_one_line(tmp_path):
     with pytest.raises(archgen.SpecError, match=r"^grace_period \(30 s\) must be longer than heartbeat_interval \(30 s\)"):
         open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=30, grace_period=30)
