@@ -21,7 +21,7 @@ _LAYER_STRIDES = (1, 2, 3, 4)  # plain layers may stride more than blocks (AlexN
 
 @register_block("conv")
 class Conv(SequentialBlock):
-    """Conv2d -> BatchNorm (``bn``) -> activation (``nl``)."""
+    """Conv2d (``groups``: a grouped conv, as ResNeXt's and ShuffleNet's) -> BatchNorm (``bn``) -> activation (``nl``)."""
 
     @dataclass(frozen=True, kw_only=True)
     class Row:
@@ -30,6 +30,7 @@ class Conv(SequentialBlock):
         k: int = rows.kernel("kernel size", 1)
         s: int = rows.stride("stride", 1, choices=_LAYER_STRIDES)
         p: Optional[int] = rows.integer("padding (default k // 2, which keeps the size at stride 1)", None, minimum=0)
+        groups: int = rows.integer("groups of the convolution: must divide the input and output channels (1: dense)", 1)
         bn: bool = rows.flag("BatchNorm after the conv (the conv then has no bias)", True)
         nl: Optional[str] = rows.activation("activation after the conv/BN (null: none)", None, optional=True)
         scale: str = rows.choice("how width_mult scales c: width, up (only when > 1) or fixed", ("width", "up", "fixed"), "width")
@@ -41,12 +42,23 @@ class Conv(SequentialBlock):
         out = ex.channels(row.c, row.scale) if row.c is not None else int(round(ex.chs * row.t))
         if out < 1:
             raise SpecError(f"{ex.where} (conv): field 't' must give at least 1 channel, got {row.t!r} x {ex.chs} channels")
+        if ex.chs % row.groups or out % row.groups:
+            raise SpecError(f"{ex.where} (conv): field 'groups' must divide the input ({ex.chs}) and output ({out}) "
+                            f"channels, got {row.groups}")
         p = (row.k - 1) // 2 if row.p is None else row.p
-        ex.emit(cls.type_name, out, stride=row.s, kernel=row.k, act=row.nl, p=p, bn=row.bn)
+        grouped = {"groups": row.groups} if row.groups != 1 else {}  # a dense conv's expanded form and LUT key stay as they were
+        ex.emit(cls.type_name, out, stride=row.s, kernel=row.k, act=row.nl, p=p, bn=row.bn, **grouped)
 
     def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
         super().__init__(cfg, ctx)
-        self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, cfg.kernel, cfg.stride, cfg.args["p"], bias=not cfg.args["bn"])
+        groups = cfg.args.get("groups", 1)
+        if not isinstance(groups, int) or groups < 1 or cfg.in_chs % groups or cfg.out_chs % groups:
+            # only an expanded spec gets here (a hand edit, or a search that changed the input's width)
+            raise SpecError(f"{cfg.source}: field 'groups' must divide the input ({cfg.in_chs}) and output "
+                            f"({cfg.out_chs}) channels, got {groups!r}")
+        self.conv = nn.Conv2d(
+            cfg.in_chs, cfg.out_chs, cfg.kernel, cfg.stride, cfg.args["p"], groups=groups, bias=not cfg.args["bn"]
+        )
         if cfg.args["bn"]:
             self.bn = ctx.norm(cfg.out_chs)
         if cfg.act is not None:

