@@ -15,7 +15,6 @@ imported, a latency setting out of range) prints one line and exits with status 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builder import build
-from .cli import check_choices, discard_run_dir, fail, load_settings, path_component, register_path_component
+from .cli import (
+    check_choices, discard_run_dir, fail, import_user_modules, load_settings, path_component, register_path_component,
+)
 from .cost import count
 from .cost.latency import LatencySettings, measure
 from .cost.memory import check_max_memory_gb, check_memory
@@ -38,15 +39,6 @@ from .spec import BN_KEYS, KNOBS, ModelSpec, load_spec
 from .zoo import CONF_DIR, list_models
 
 PROG = "archgen"
-
-
-def import_user_modules(modules: Any) -> None:
-    """Import the modules the command line names in ``imports=`` (they register block types)."""
-    for name in modules or []:
-        try:
-            importlib.import_module(str(name))
-        except ImportError as e:
-            raise SpecError(f"imports: cannot import {name!r} ({e})") from None
 
 
 def resolve_spec(cfg: DictConfig, task_overrides: list[str], model_choice: str | None) -> ModelSpec:

@@ -1,10 +1,12 @@
-"""What archgen's command-line apps share: one-line errors with exit status 2, a check of
+"""What archgen's command-line apps share: one-line errors with exit status 2, the user's modules
+named in ``imports=`` (their block types registered before a spec is read), a check of
 config-group choices made before Hydra sees them (Hydra's own message is a traceback-sized
 block), and settings dataclasses read from config sections."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import shutil
 import sys
@@ -16,6 +18,17 @@ from .errors import SpecError
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 T = TypeVar("T")
+
+
+def import_user_modules(modules: Any) -> None:
+    """Import the modules the command line names in ``imports=`` (they register block types)."""
+    if isinstance(modules, str):  # imports=my_pkg.blocks, without the brackets
+        modules = [modules]
+    for name in modules or []:
+        try:
+            importlib.import_module(str(name))
+        except ImportError as e:
+            raise SpecError(f"imports: cannot import {name!r} ({e})") from None
 
 
 def fail(prog: str, message: str) -> NoReturn:

@@ -43,6 +43,7 @@ from .blocks import BLOCKS, PassThrough
 from .errors import SpecError
 from .ir import BlockConfig
 from .layers.helpers import make_divisible
+from .layers.se import SE_FROM, SE_SETTINGS
 from .spec import ModelSpec, load_spec, read_yaml, rechain
 from .zoo import CONF_DIR
 
@@ -85,8 +86,12 @@ KNOBS: dict[str, Knob] = {
             _is_num, "positive numbers",
         ),
         Knob(
-            "se", "squeeze-and-excitation: false, true (the block type's ratio) or a ratio in (0, 1]", ("se",),
-            lambda v: isinstance(v, bool) or (_is_num(v) and v <= 1), "true, false or ratios in (0, 1]",
+            "se", "squeeze-and-excitation: false, true (the block type's ratio) or a ratio in [0, 1] (0: none)", ("se",),
+            lambda v: isinstance(v, bool) or (isinstance(v, Real) and 0 <= v <= 1), "true, false or ratios in [0, 1] (0: no SE)",
+        ),
+        Knob(
+            "se_from", "width an SE ratio is taken of: exp (the expanded width) or in (the block's input, EfficientNet's)",
+            ("se_from",), lambda v: v in SE_FROM, f"one of {', '.join(SE_FROM)}", rank=lambda v: 0.0,
         ),
         Knob("stage_ch", "OSA hidden width as a ratio of the base's stage_ch", ("stage_ch",), _is_num, "positive numbers"),
         Knob("layer_per_block", "3x3 convs per OSA module", ("layer_per_block",), lambda v: _is_int(v) and v > 0, "positive integers"),
@@ -140,8 +145,13 @@ class Space:
         file_knobs = data.get("knobs") or {}
         if not isinstance(file_knobs, Mapping):
             raise SpecError(f"{self.source}: 'knobs' must be a mapping of model knobs, got {file_knobs!r}")
+        base = data["base"]
+        if isinstance(base, str) and base.endswith((".yaml", ".yml")) and self.source.endswith((".yaml", ".yml")):
+            beside = Path(self.source).parent / base  # as a spec's own base: found beside the file that names it
+            base = str(beside) if beside.is_file() else base
+        self._base_ref = base
         try:
-            self.base = load_spec(data["base"], **{**file_knobs, **knobs})
+            self.base = load_spec(base, **{**file_knobs, **knobs})
         except SpecError as e:
             raise SpecError(f"{self.source}: base: {e}") from None
         if any(b.section == "stages" and b.in_size is None for b in self.base.blocks):
@@ -252,12 +262,12 @@ class Space:
         for b in spec.blocks:
             if b.stage in self.stages:
                 j = int(b.name.rsplit(".", 1)[1])
-                for knob, values in self.per_block.items():
-                    if _has(b, KNOBS[knob].row_fields):
-                        b = _set(b, knob, pick(f"s{b.stage}_b{j}_{knob}", knob, values), round_to)
-                for (s, knob), value in stage_choice.items():
-                    if s == b.stage and _has(b, KNOBS[knob].row_fields):
-                        b = _set(b, knob, value, round_to)
+                chosen = {knob: pick(f"s{b.stage}_b{j}_{knob}", knob, values)
+                          for knob, values in self.per_block.items() if _has(b, KNOBS[knob].row_fields)}
+                chosen |= {knob: value for (s, knob), value in stage_choice.items()
+                           if s == b.stage and _has(b, KNOBS[knob].row_fields)}
+                for knob in sorted(chosen, key=list(KNOBS).index):  # se before se_from, which sizes it
+                    b = _set(b, knob, chosen[knob], round_to)
             edited.append(b)
         return Sample(params, rechain(spec, edited, self.source))
 
@@ -297,7 +307,12 @@ class Space:
                 current: Any = {"depth": 0}.get(knob, 1.0)
             else:
                 blocks = [base[f"stages.{stage}.{block}"]] if block is not None else self.base.stage_blocks(stage)
-                current = _get(next(b for b in blocks if _has(b, KNOBS[knob].row_fields)), knob)
+                b = next(b for b in blocks if _has(b, KNOBS[knob].row_fields))
+                if knob == "se":  # the SE ratio each value gives this block, against the block's own
+                    return min(values, key=lambda v: (abs(_set(b, "se", v, 1).se - b.se), -_set(b, "se", v, 1).se))
+                if knob == "se_from":
+                    return b.args.get("se_from", "exp") if b.args.get("se_from", "exp") in values else values[0]
+                current = _get(b, knob)
             return min(values, key=lambda v: (abs(KNOBS[knob].rank(v) - KNOBS[knob].rank(current)), -KNOBS[knob].rank(v)))
 
         return self.sample(choose)
@@ -387,7 +402,16 @@ def _set(b: BlockConfig, knob: str, value: Any, round_to: int) -> BlockConfig:
     if knob == "se":
         row = dataclasses.fields(BLOCKS.get(b.type).Row)
         ratio = next(f.metadata["on"] for f in row if f.name == "se")  # the type's own "true", e.g. 1/4 in MobileNetV3
-        return dataclasses.replace(b, se=(ratio if value else 0.0) if isinstance(value, bool) else float(value))
+        se = (ratio if value else 0.0) if isinstance(value, bool) else float(value)
+        # a block without SE carries no SE settings but those its type always writes (as a row's expansion)
+        kept = getattr(BLOCKS.get(b.type), "se_always", ())
+        args = b.args if se else {k: v for k, v in b.args.items() if k not in SE_SETTINGS or k in kept}
+        return dataclasses.replace(b, se=se, args=args)
+    if knob == "se_from":
+        if not b.se:  # nothing to size
+            return b
+        return dataclasses.replace(b, args={**b.args, "se_from": value} if value != "exp" else
+                                   {k: v for k, v in b.args.items() if k != "se_from"})
     if knob == "stage_ch":
         return dataclasses.replace(b, exp=make_divisible((b.exp or b.out_chs) * value, round_to))
     if knob in ("layer_per_block", "depthwise"):

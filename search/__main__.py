@@ -33,7 +33,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from archgen import SpecError, build, count
-from archgen.cli import check_choices, load_settings, path_component, register_path_component, run_app
+from archgen.cli import (
+    check_choices, import_user_modules, load_settings, path_component, register_path_component, run_app,
+)
 from archgen.cost.latency import Latency, LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic, write_json
 from archgen.zoo import CONF_DIR
@@ -462,6 +464,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     timeout = cfg.get("timeout_min")
     if timeout is not None and not (is_real(timeout) and timeout > 0):
         raise SpecError(f"timeout_min must be a positive number of minutes or null, got {timeout!r}")
+    import_user_modules(cfg.get("imports"))  # before the space: its base may use the user's block types
     strategy = make_strategy(str(cfg.strategy), _section(cfg, str(cfg.strategy)))
     check_pruner(str(cfg.get("pruner") or "none"), strategy.name)
     problem = make_problem(cfg, strategy.name)

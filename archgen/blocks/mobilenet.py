@@ -32,10 +32,8 @@ from ..errors import SpecError
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..layers.conv import ConvNormAct
-from ..layers.se import SE_FROM, SqueezeExcite, squeeze_channels
+from ..layers.se import SE_FROM, SE_SETTINGS, SqueezeExcite, squeeze_channels
 from .base import Block, Expander, SequentialBlock, register_block
-
-_SE_SETTINGS = ("se_from", "se_round_to", "se_act", "se_gate")
 
 
 def _se_from() -> Any:
@@ -61,7 +59,7 @@ def _se_args(row: Any, always: tuple[str, ...] = ()) -> dict[str, Any]:
     """A row's SE settings as block args: those in ``always``, and, where the row has an SE,
     those off their default (a block without SE carries no settings of one)."""
     defaults = {f.name: f.default for f in dataclasses.fields(row)}
-    return {k: getattr(row, k) for k in _SE_SETTINGS if k in always or (row.se and getattr(row, k) != defaults[k])}
+    return {k: getattr(row, k) for k in SE_SETTINGS if k in always or (row.se and getattr(row, k) != defaults[k])}
 
 
 def _make_se(cfg: BlockConfig, chs: int, ctx: BuildContext) -> SqueezeExcite:
@@ -171,6 +169,8 @@ class MBv2Bottleneck(InvertedResidual):
 class MBv3Bneck(InvertedResidual):
     """MobileNetV3 bneck row: one block with an absolute, width-scaled expansion size."""
 
+    se_always = ("se_act", "se_gate")  # in a bneck's args with or without SE (the shipped expanded forms keep them)
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         k: int = rows.kernel("depthwise kernel size")
@@ -186,6 +186,5 @@ class MBv3Bneck(InvertedResidual):
 
     @classmethod
     def expand(cls, row: "MBv3Bneck.Row", ex: Expander) -> None:
-        # se_act and se_gate have always been in a bneck's args (the shipped expanded forms keep them)
         ex.emit(cls.type_name, ex.channels(row.c), stride=row.s, kernel=row.k, exp=ex.channels(row.exp), se=row.se,
-                act=row.nl, **_se_args(row, always=("se_act", "se_gate")))
+                act=row.nl, **_se_args(row, always=cls.se_always))

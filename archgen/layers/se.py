@@ -11,6 +11,7 @@ from .activations import make_act
 from .helpers import make_divisible
 
 SE_FROM = ("exp", "in")  # the width an SE ratio is taken of: the block's expanded width, or its input
+SE_SETTINGS = ("se_from", "se_round_to", "se_act", "se_gate")  # a block's SE settings, in its args
 
 
 def squeeze_channels(ratio: float, in_chs: int, exp_chs: int, se_from: str = "exp", round_to: int = 8,

@@ -112,6 +112,41 @@ def test_vovnet_knobs_change_the_osa_modules():
     assert [b.exp for b in osa] == [archgen.make_divisible(b.exp * 1.25, 8) for b in base_osa]
 
 
+EFFICIENTNET_SPACE = {"base": "efficientnet_b0", "per_block": {"k": [3, 5], "se": [0, 0.25], "se_from": ["in", "exp"]}}
+
+
+def _blocks(spec: archgen.ModelSpec) -> list[dict]:
+    return [b.to_dict() for b in spec.blocks]
+
+
+def test_efficientnet_is_a_point_of_its_own_space_of_se_ratios():
+    space = Space(EFFICIENTNET_SPACE)
+    assert _blocks(space.nearest_to_base().spec) == _blocks(space.base)
+
+
+def test_an_se_ratio_of_0_is_the_block_its_table_gives_without_se():
+    space = Space(EFFICIENTNET_SPACE)
+    params = {k: 0 if k.endswith("_se") else v for k, v in space.nearest_to_base().params.items()}
+    data = archgen.spec.read_yaml(archgen.zoo.CONF_DIR / "model" / "efficientnet_b0.yaml")
+    data["body"]["defaults"]["se"] = 0
+    assert _blocks(space.apply(params)) == _blocks(archgen.load_spec(data))
+
+
+def test_se_from_sizes_the_squeeze_from_the_expanded_width_or_the_input():
+    space = Space(EFFICIENTNET_SPACE)
+    params = dict(space.nearest_to_base().params, s1_b1_se_from="exp")
+    block = next(b for b in space.apply(params).blocks if b.name == "stages.1.1")  # 24 in, 144 expanded
+    model = archgen.build(space.apply(params))
+    assert model.get_submodule("stages.1.1").layers.se.fc1.out_channels == 144 // 4 == block.exp // 4
+    assert archgen.build(space.base).get_submodule("stages.1.1").layers.se.fc1.out_channels == 24 // 4
+    # MobileNetV2 has no SE: a space adds one, sized from the input as EfficientNet's (rounded to mbv2's 8)
+    mbv2 = Space({"base": "mbv2", "per_stage": {"se": [0, 0.25]}, "per_block": {"se_from": ["in", "exp"]}})
+    for se_from, squeeze in (("in", archgen.make_divisible(24 * 0.25, 8)), ("exp", archgen.make_divisible(144 * 0.25, 8))):
+        spec = mbv2.apply(dict(mbv2.nearest_to_base().params, s1_se=0.25, s1_b1_se_from=se_from))
+        assert archgen.build(spec).get_submodule("stages.1.1").layers.se.fc1.out_channels == squeeze
+    assert squeeze == 40
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [
@@ -121,6 +156,8 @@ def test_vovnet_knobs_change_the_osa_modules():
         ({"base": "mbv3_large", "per_block": {"k": []}}, "per_block.k: has no choices"),
         ({"base": "mbv3_large", "per_block": {"k": [3, 4]}}, "per_block.k: 4 is not valid; the values must be odd positive integers"),
         ({"base": "mbv3_large", "per_block": {"se": [2]}}, "per_block.se: 2 is not valid"),
+        ({"base": "mbv3_large", "per_block": {"se": [-0.25]}}, "per_block.se: -0.25 is not valid; the values must be true, false or ratios in [0, 1]"),
+        ({"base": "efficientnet_b0", "per_block": {"se_from": ["out"]}}, "per_block.se_from: 'out' is not valid; the values must be one of exp, in"),
         ({"base": "mbv3_large", "per_block": {"depth": [0, 1]}}, "'depth' is a per-stage knob"),
         ({"base": "mbv3_large", "per_block": {"layer_per_block": [3]}}, "knob 'layer_per_block' applies to no block"),
         ({"base": "mbv3_large", "stages": [9], "per_block": {"k": [3]}}, "'stages' must be a non-empty list of stage indices in 0..4"),

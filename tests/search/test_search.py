@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def _study(tmp_path: Path, name: str) -> optuna.Study:
@@ -333,6 +333,56 @@ def test_a_space_whose_networks_do_not_fit_max_memory_gb_stops_before_any_trial(
     assert re.fullmatch(r"search: error: model mbv3_small: needs an estimated [\d.]+ MB to run at batch 1 \(weights [\d.]+ MB, "
                         r"feature maps [\d.]+ MB\), above max_memory_gb=0\.001\n", r.stderr), r.stderr
     assert not (tmp_path / "studies.db").exists()
+
+
+USER_BLOCK = """
+from dataclasses import dataclass
+from torch import nn
+import archgen
+from archgen import rows
+
+@archgen.register_block("search_test_conv_relu")
+class ConvReLU(archgen.Block):
+    \"\"\"3x3 conv -> ReLU (a user's block, registered from outside the package).\"\"\"
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        c: int = rows.channels("output channels")
+        n: int = rows.repeats()
+        s: int = rows.stride()
+
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
+        self.act = nn.ReLU()
+
+    @classmethod
+    def output_size(cls, cfg):
+        return tuple((x - 1) // cfg.stride + 1 for x in cfg.in_size)
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+"""
+
+
+def test_a_space_whose_base_uses_a_users_block_is_searched_with_imports(tmp_path):
+    (tmp_path / "my_search_blocks.py").write_text(USER_BLOCK)
+    (tmp_path / "user.yaml").write_text(yaml.safe_dump({
+        "name": "user", "num_classes": 10, "in_chans": 1, "input_size": 32,
+        "body": {"type": "search_test_conv_relu", "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
+        "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
+    }))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"base": "user.yaml", "per_stage": {"width": [0.5, 1.0]}}))
+    args = [*fast_overrides(tmp_path / "space.yaml", tmp_path, "n_trials=2", "baselines=false")]
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    without = _cli(*args, f"hydra.run.dir={tmp_path / 'a'}", env=env)
+    assert without.returncode == 2, without.stderr
+    assert "unknown block type 'search_test_conv_relu'" in without.stderr and "imports=" in without.stderr
+    found = _cli(*args, "imports=[my_search_blocks]", f"hydra.run.dir={tmp_path / 'b'}", env=env)
+    assert found.returncode == 0, found.stderr
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["complete"] == 2
+    bad = _cli(*args, "imports=[no_such_module_xyz]", f"hydra.run.dir={tmp_path / 'c'}", env=env)
+    assert bad.returncode == 2 and "imports: cannot import 'no_such_module_xyz'" in bad.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
