@@ -44,7 +44,8 @@ from .errors import SpecError
 from .ir import BlockConfig
 from .layers.helpers import make_divisible
 from .layers.se import SE_FROM, SE_SETTINGS
-from .spec import ModelSpec, load_spec, read_yaml, rechain
+from .spec import ModelSpec, load_spec, read_yaml, rechain, resolve_base, resolve_source
+from .table_form import table_form
 from .zoo import CONF_DIR
 
 SPACE_DIR = CONF_DIR / "search" / "space"
@@ -316,6 +317,19 @@ class Space:
             return min(values, key=lambda v: (abs(KNOBS[knob].rank(v) - KNOBS[knob].rank(current)), -KNOBS[knob].rank(v)))
 
         return self.sample(choose)
+
+    def table(self, point: ModelSpec, name: str) -> dict[str, Any]:
+        """A point of this space as the base's table at the space's knobs, the chosen values in
+        the rows they changed (``archgen.table_form``): every knob applies to it, width_mult and
+        depth_mult included. Raises SpecError where the base has no table or a row cannot say it."""
+        ref = self._base_ref
+        if isinstance(ref, Mapping):
+            data, where = resolve_base(dict(ref), self.source), self.source
+        else:
+            path = resolve_source(ref)
+            data, where = resolve_base(read_yaml(path), str(path)), str(path)
+        data.update({**(self._data.get("knobs") or {}), **self._knobs})
+        return table_form(data, point, name, where)
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, base={self.base.name!r}, per_stage={self.per_stage}, per_block={self.per_block})"

@@ -416,7 +416,7 @@ def _bn(raw: Any, source: str) -> tuple[float, float]:
 # -- table form -----------------------------------------------------------------------------
 
 
-def _table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] | None, dict[str, Any], list[Any]]:
+def read_table(raw: Any, section: str, source: str) -> tuple[str | None, list[str] | None, dict[str, Any], list[Any]]:
     """Normalise a section to (default type, columns, defaults, rows); a bare list is rows only."""
     where = f"{source}: {section}"
     if isinstance(raw, list):
@@ -454,7 +454,7 @@ def _expand_tables(data: Mapping[str, Any], knobs: Knobs, source: str) -> list[B
     for section in TABLE_SECTIONS:
         if section not in data or data[section] is None:
             continue
-        ttype, columns, defaults, rows = _table(data[section], section, source)
+        ttype, columns, defaults, rows = read_table(data[section], section, source)
         if section == "body" and not rows:
             raise SpecError(f"{source}: body: has no rows")
         for i, raw in enumerate(rows, 1):
@@ -610,7 +610,12 @@ def rechain(spec: ModelSpec, blocks: Sequence[BlockConfig], source: str | None =
         chained.append(dataclasses.replace(b, out_size=out_size))
         chs, size = b.out_chs, out_size  # a size that reaches zero is reported, block named, by the check below
     data = dataclasses.replace(spec, blocks=tuple(chained)).to_dict()
-    return spec_from_dict(data, source or spec.source)
+    checked = spec_from_dict(data, source or spec.source)
+    # each block keeps where it came from (its table row): messages name it, and a search's answer
+    # is written back into that row (archgen.table_form)
+    return dataclasses.replace(checked, blocks=tuple(
+        dataclasses.replace(new, source=old.source or new.source) for new, old in zip(checked.blocks, chained, strict=True)
+    ))
 
 
 def _check_name(name: Any, before: list[BlockConfig], where: str) -> None:

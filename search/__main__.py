@@ -32,12 +32,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from archgen import SpecError, build, count
+from archgen import ModelSpec, SpecError, build, count
 from archgen.cli import (
     check_choices, import_user_modules, load_settings, path_component, register_path_component, run_app,
 )
 from archgen.cost.latency import Latency, LatencySettings, describe, fingerprint, measure_side_by_side
 from archgen.fileio import write_atomic, write_json
+from archgen.table_form import dump as table_dump
 from archgen.zoo import CONF_DIR
 
 from .data import DataSettings, is_int, is_real, labels_digest
@@ -341,9 +342,26 @@ def report_networks(problem: Problem, best: FrozenTrial | None, best_spec: Any, 
     return networks
 
 
+def best_as_table(problem: Problem, study: optuna.Study, best: FrozenTrial, spec: ModelSpec) -> tuple[str, str | None]:
+    """best.yaml: the best network as its base's table (every knob applies to it), or, where the
+    table cannot say it, the expanded form and the reason (a note for the report)."""
+    try:
+        data = problem.space.table(spec, spec.name)
+    except SpecError as e:
+        note = f"best.yaml is the expanded form (num_classes, in_chans and input_size apply to it, the multipliers do not): {e}"
+        print(f"{PROG}: warning: {note}", file=sys.stderr)
+        return spec.to_yaml(), note
+    header = (f"# The best network of space {problem.space.name} (study {study.study_name}, trial {best.number}) as its base's\n"
+              f"# table: rows the search changed state its choices. Every knob applies: python -m archgen spec=best.yaml\n"
+              f"# model.num_classes=10 model.input_size=32 model.width_mult=0.5 ...")
+    return table_dump(data, header), None
+
+
 def report_notes(cfg: DictConfig, problem: Problem, study: optuna.Study, best: FrozenTrial | None, base_info: dict[str, Any],
-                 final: bool) -> list[str]:
+                 final: bool, table_note: str | None = None) -> list[str]:
     notes = [v for k, v in study.user_attrs.items() if k == "netadapt_stop"]
+    if table_note:
+        notes.append(table_note)
     tuned = study.user_attrs.get("netadapt_final")
     if tuned is not None:
         notes.append(f"NetAdapt's long-term fine-tune: trial {tuned['trial']} trained {tuned['epochs']} more epochs from "
@@ -367,10 +385,11 @@ def write_outputs(
     best = strategy.best(problem, study)
     trials = study.get_trials(deepcopy=False)
     base_info = baselines(problem, study) if final and cfg.baselines else {}
-    best_spec = None
+    best_spec, table_note = None, None
     if best is not None:
         best_spec = dataclasses.replace(problem.space.apply(best.params), name=f"{problem.space.base.name}_search")
-        write_atomic(out_dir / "best.yaml", best_spec.to_yaml())
+        best_yaml, table_note = best_as_table(problem, study, best, best_spec)
+        write_atomic(out_dir / "best.yaml", best_yaml)
     entries = {}
     if final:
         fresh = fresh_scores(problem, study, best, base_info, cfg.fresh_seeds)
@@ -421,7 +440,7 @@ def write_outputs(
     write_atomic(out_dir / "report.md", report_md(
         title=f"Search: {problem.space.name} within {problem.budget_ms:g} ms", settings=settings,
         entries=list(entries.values()), metric=metric, best=best, study=study, budget_ms=problem.budget_ms,
-        front=front if strategy.name == "pareto" else [], notes=report_notes(cfg, problem, study, best, base_info, final),
+        front=front if strategy.name == "pareto" else [], notes=report_notes(cfg, problem, study, best, base_info, final, table_note),
     ))
     summary = {
         "space": problem.space.name, "strategy": strategy.name, "pruner": str(cfg.get("pruner") or "none"),

@@ -1,6 +1,7 @@
 """What a search leaves in its run directory, and the sweep table of ``python -m search -m``.
 
-* ``best.yaml``: the best architecture as an expanded spec (``python -m archgen spec=best.yaml``);
+* ``best.yaml``: the best architecture as its base's table, the choices in the rows they changed
+  (``python -m archgen spec=best.yaml``; every knob applies to it);
 * ``trials.csv``: every trial of the study, its parameters, figures and state (a failed trial
   with its reason);
 * ``pareto.png``: latency against score for every completed trial (and a pruned one's score

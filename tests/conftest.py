@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,3 +97,39 @@ def calibrate_bn(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
             m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
         model.train()(x)
     return model.eval()
+
+
+def user_block_module(folder: Path, module: str, type_name: str) -> dict[str, str]:
+    """Write ``folder/module.py``, a user's block type registered from outside the package as
+    ``type_name`` (two 3x3 convs, ReLU after each; rows ``c n s``), and return the environment
+    that puts ``folder`` on a subprocess's import path."""
+    (folder / f"{module}.py").write_text(textwrap.dedent(f'''
+        from dataclasses import dataclass
+        from torch import nn
+        import archgen
+        from archgen import rows
+
+        @archgen.register_block({type_name!r})
+        class DoubleConv(archgen.Block):
+            """Two 3x3 convs with ReLU (a user's block)."""
+
+            @dataclass(frozen=True, kw_only=True)
+            class Row:
+                c: int = rows.channels("output channels")
+                n: int = rows.repeats()
+                s: int = rows.stride()
+
+            def __init__(self, cfg, ctx):
+                super().__init__(cfg, ctx)
+                self.a = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
+                self.b = nn.Conv2d(cfg.out_chs, cfg.out_chs, 3, 1, 1)
+                self.act = nn.ReLU()
+
+            @classmethod
+            def output_size(cls, cfg):
+                return tuple((x - 1) // cfg.stride + 1 for x in cfg.in_size)
+
+            def forward(self, x):
+                return self.act(self.b(self.act(self.a(x))))
+    '''))
+    return {"PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

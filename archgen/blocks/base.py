@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from torch import nn
 
@@ -53,6 +53,13 @@ def conv_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool 
 
 class RowType:
     """A table row type: a ``Row`` schema and an ``expand`` that emits registered blocks."""
+
+    # How a row's fields read off one of the blocks it gives (archgen.table_form writes a searched
+    # network back into its table): field -> "out" (output channels), "exp" (hidden channels),
+    # "exp/in" or "out/in" (those as a ratio of the input), "kernel", "se" (the ratio and, with SE,
+    # its settings) or "arg" (the block's arg of that name). None: a type keeping RowType.expand
+    # reads c, k, exp and se; any other such type's rows cannot be written from their blocks.
+    table_fields: ClassVar[Optional[Mapping[str, str]]] = None
 
     Row: ClassVar[type]
     type_name: ClassVar[str] = ""

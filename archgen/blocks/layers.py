@@ -23,6 +23,8 @@ _LAYER_STRIDES = (1, 2, 3, 4)  # plain layers may stride more than blocks (AlexN
 class Conv(SequentialBlock):
     """Conv2d (``groups``: a grouped conv, as ResNeXt's and ShuffleNet's) -> BatchNorm (``bn``) -> activation (``nl``)."""
 
+    table_fields = {"c": "out", "t": "out/in", "k": "kernel"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         c: Optional[int] = rows.channels("output channels", None, classes=True)

@@ -76,6 +76,8 @@ class DepthwiseSeparable(SequentialBlock):
     (``pw``) -> act where ``pw_act``: MobileNetV1's layer pair (act after both) or, with a
     linear pointwise conv, MnasNet's SepConv (no residual in either)."""
 
+    table_fields = {"c": "out", "k": "kernel", "se": "se"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         c: int = rows.channels("output channels of the pointwise conv")
@@ -141,6 +143,8 @@ class MBv2Bottleneck(InvertedResidual):
     """MobileNetV2 bottleneck row (MnasNet's and EfficientNet's MBConv): hidden width
     round(t * input channels) for every repeat."""
 
+    table_fields = {"c": "out", "t": "exp/in", "k": "kernel", "se": "se"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         t: float = rows.number("expansion factor (hidden = t x input channels)", high=64.0)
@@ -168,6 +172,8 @@ class MBv2Bottleneck(InvertedResidual):
 @register_block("bneck")
 class MBv3Bneck(InvertedResidual):
     """MobileNetV3 bneck row: one block with an absolute, width-scaled expansion size."""
+
+    table_fields = {"k": "kernel", "exp": "exp", "c": "out", "se": "se"}
 
     se_always = ("se_act", "se_gate")  # in a bneck's args with or without SE (the shipped expanded forms keep them)
 

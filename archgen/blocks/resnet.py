@@ -78,6 +78,8 @@ class Bottleneck(Block):
     """1x1 conv to mid -> BN -> act -> k x k conv (stride s, ``groups`` C) -> BN -> act -> 1x1 conv
     to c -> BN, + shortcut, then act. The stride sits on the k x k conv (torchvision's "ResNet v1.5")."""
 
+    table_fields = {"mid": "exp", "c": "out", "k": "kernel"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         mid: Optional[int] = rows.channels(

@@ -48,6 +48,8 @@ def _check(where: str, in_chs: int, out_chs: int, stride: int, scaled: str = "",
 class ShuffleUnit(Block):
     """ShuffleNetV2's unit: channel split (stride 1) or two branches (stride 2), concat, shuffle."""
 
+    table_fields = {"c": "out", "k": "kernel"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         c: int = rows.channels("output channels (even: two branches of c / 2)")

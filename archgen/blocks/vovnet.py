@@ -73,6 +73,8 @@ class OSA(Block):
     the unreduced input (timm's ``OsaBlock``).
     """
 
+    table_fields = {"stage_ch": "exp", "concat_ch": "out", "layer_per_block": "arg", "depthwise": "arg"}
+
     @dataclass(frozen=True, kw_only=True)
     class Row:
         stage_ch: int = rows.channels("channels of each 3x3 conv of an OSA module")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from archgen.__main__ import knob_overrides, run
 from archgen.cli import discard_run_dir
 from archgen.cost.latency import describe
 from archgen.zoo import CONF_DIR
+from tests.conftest import user_block_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -186,41 +186,13 @@ def test_unreadable_yaml_exits_2(tmp_path):
 
 
 def test_imports_register_user_blocks_only_when_asked(tmp_path):
-    (tmp_path / "my_blocks.py").write_text(textwrap.dedent('''
-        from dataclasses import dataclass
-        from torch import nn
-        import archgen
-        from archgen import rows
-
-        @archgen.register_block("cli_test_double_conv")
-        class DoubleConv(archgen.Block):
-            """Two 3x3 convs (a user's block, registered from outside the package)."""
-
-            @dataclass(frozen=True, kw_only=True)
-            class Row:
-                c: int = rows.channels("output channels")
-                n: int = rows.repeats()
-                s: int = rows.stride()
-
-            def __init__(self, cfg, ctx):
-                super().__init__(cfg, ctx)
-                self.a = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
-                self.b = nn.Conv2d(cfg.out_chs, cfg.out_chs, 3, 1, 1)
-
-            @classmethod
-            def output_size(cls, cfg):
-                return tuple((x - 1) // cfg.stride + 1 for x in cfg.in_size)
-
-            def forward(self, x):
-                return self.b(self.a(x))
-    '''))
+    env = user_block_module(tmp_path, "my_blocks", "cli_test_double_conv")
     spec = tmp_path / "user.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "user", "num_classes": 5, "input_size": 32,
         "body": {"type": "cli_test_double_conv", "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
         "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
     }))
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     without = _cli(f"spec={spec}", f"hydra.run.dir={tmp_path / 'a'}", env=env)
     _assert_bad_input(without, "unknown block type 'cli_test_double_conv'")
     with_import = _cli(f"spec={spec}", "imports=[my_blocks]", f"hydra.run.dir={tmp_path / 'b'}", env=env)

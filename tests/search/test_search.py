@@ -28,6 +28,8 @@ from search.__main__ import check_budget, register_resolvers
 from search.storage import open_storage
 from search.problem import Problem
 
+from tests.conftest import user_block_module
+
 from .conftest import fast_overrides, run_search
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,11 +86,16 @@ def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, 
     study = _study(tmp_path, "s")
     trials = study.get_trials()
     assert 0 < len(trials) <= n_trials and summary["trials"] == len(trials), study.user_attrs
-    # best.yaml is the best trial's architecture and builds with python -m archgen spec=...
+    # best.yaml is the best trial's architecture, as its base's table (python -m archgen spec=...)
     best = study.trials[summary["best_trial"]]
     space = Space(space_file)
     written = archgen.load_spec(out / "best.yaml")
     assert [b.to_dict() for b in written.blocks] == [b.to_dict() for b in space.apply(best.params).blocks]
+    table = yaml.safe_load((out / "best.yaml").read_text())
+    assert "blocks" not in table and table["body"]["columns"] == yaml.safe_load(
+        (REPO / "conf" / "model" / "mbv3_small.yaml").read_text())["body"]["columns"]
+    mine = archgen.load_spec(out / "best.yaml", num_classes=10, in_chans=1, input_size=32, width_mult=0.5)
+    assert mine.num_classes == 10 and mine.blocks[0].in_chs == 1 and mine.blocks[-1].out_chs == 10
     # trials.csv: one row per trial with the parameters as the space names them
     rows = (out / "trials.csv").read_text().splitlines()
     assert len(rows) == len(trials) + 1 and "s2_b0_k" in rows[0] and "latency_ms" in rows[0]
@@ -335,38 +342,8 @@ def test_a_space_whose_networks_do_not_fit_max_memory_gb_stops_before_any_trial(
     assert not (tmp_path / "studies.db").exists()
 
 
-USER_BLOCK = """
-from dataclasses import dataclass
-from torch import nn
-import archgen
-from archgen import rows
-
-@archgen.register_block("search_test_conv_relu")
-class ConvReLU(archgen.Block):
-    \"\"\"3x3 conv -> ReLU (a user's block, registered from outside the package).\"\"\"
-
-    @dataclass(frozen=True, kw_only=True)
-    class Row:
-        c: int = rows.channels("output channels")
-        n: int = rows.repeats()
-        s: int = rows.stride()
-
-    def __init__(self, cfg, ctx):
-        super().__init__(cfg, ctx)
-        self.conv = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
-        self.act = nn.ReLU()
-
-    @classmethod
-    def output_size(cls, cfg):
-        return tuple((x - 1) // cfg.stride + 1 for x in cfg.in_size)
-
-    def forward(self, x):
-        return self.act(self.conv(x))
-"""
-
-
 def test_a_space_whose_base_uses_a_users_block_is_searched_with_imports(tmp_path):
-    (tmp_path / "my_search_blocks.py").write_text(USER_BLOCK)
+    env = user_block_module(tmp_path, "my_search_blocks", "search_test_conv_relu")
     (tmp_path / "user.yaml").write_text(yaml.safe_dump({
         "name": "user", "num_classes": 10, "in_chans": 1, "input_size": 32,
         "body": {"type": "search_test_conv_relu", "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
@@ -374,7 +351,6 @@ def test_a_space_whose_base_uses_a_users_block_is_searched_with_imports(tmp_path
     }))
     (tmp_path / "space.yaml").write_text(yaml.safe_dump({"base": "user.yaml", "per_stage": {"width": [0.5, 1.0]}}))
     args = [*fast_overrides(tmp_path / "space.yaml", tmp_path, "n_trials=2", "baselines=false")]
-    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     without = _cli(*args, f"hydra.run.dir={tmp_path / 'a'}", env=env)
     assert without.returncode == 2, without.stderr
     assert "unknown block type 'search_test_conv_relu'" in without.stderr and "imports=" in without.stderr
