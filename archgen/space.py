@@ -17,14 +17,15 @@ or per block:
     per_block:                    # one choice per block
       k: [3, 5, 7]
       exp: [3, 4, 6]
-      se: [false, true]
+      se: [false, true]           # or ratios, [0, 0.25]; se_from: [in] sizes them from the input
 
 A choice edits the base spec's flat block list (the one IR) and re-chains it
 (``archgen.spec.rechain``), so a sampled architecture is a ``ModelSpec`` like any other: the
 builder builds it, the cost model costs it, and its ``to_yaml`` is what a search saves.
 Choices are made through a callback, so the same space serves Optuna (``trial.suggest_*``
 lives in ``search.space``), random sampling (the latency table's validation) and replay of
-recorded choices (``Space.apply``).
+recorded choices (``Space.apply``). ``Space.table`` writes a point back as the base's table
+(``archgen.table_form``), the form a search hands its user.
 """
 
 from __future__ import annotations

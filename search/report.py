@@ -197,8 +197,9 @@ def report_md(
                       f"*{metric}, {seeds} fresh seeds*: each network trained again from seeds no trial used "
                       "(mean and standard deviation), the figure to compare them by.", ""]
     if best is not None:
-        lines += [f"## Best found: trial {best.number}", "", "Written as `best.yaml`; build it with "
-                  "`python -m archgen spec=best.yaml`.", ""]
+        lines += [f"## Best found: trial {best.number}", "", "Written as `best.yaml`, its base's table with the choices in "
+                  "the rows they changed; build it with `python -m archgen spec=best.yaml` (every knob applies: "
+                  "`model.num_classes=`, `model.input_size=`, `model.width_mult=`...).", ""]
         lines.append(markdown_table(("parameter", "value"), [(k, v) for k, v in sorted(best.params.items(), key=lambda kv: _param_order(kv[0]))]))
     if front:
         lines += ["## Pareto front within the budget", ""]
