@@ -19,7 +19,8 @@ def test_every_zoo_model_has_a_reference():
 
 @pytest.mark.parametrize("name", ZOO)
 def test_param_count_equals_reference(name):
-    assert num_params(archgen.create_model(name)) == num_params(REFERENCES[name]())
+    with torch.device("meta"):  # shapes are all a count needs: VGG-16 and Wide ResNet-50-2 hold 69-138 M
+        assert num_params(archgen.create_model(name)) == num_params(REFERENCES[name]())
 
 
 @pytest.mark.parametrize("name", ZOO)
