@@ -45,7 +45,7 @@ from .errors import SpecError
 from .ir import BlockConfig
 from .layers.helpers import make_divisible
 from .layers.se import SE_FROM, SE_SETTINGS
-from .spec import ModelSpec, load_spec, read_yaml, rechain, resolve_base, resolve_source
+from .spec import ModelSpec, beside, load_spec, read_yaml, rechain, resolve_base, resolve_source
 from .table_form import table_form
 from .zoo import CONF_DIR
 
@@ -147,13 +147,10 @@ class Space:
         file_knobs = data.get("knobs") or {}
         if not isinstance(file_knobs, Mapping):
             raise SpecError(f"{self.source}: 'knobs' must be a mapping of model knobs, got {file_knobs!r}")
-        base = data["base"]
-        if isinstance(base, str) and base.endswith((".yaml", ".yml")) and self.source.endswith((".yaml", ".yml")):
-            beside = Path(self.source).parent / base  # as a spec's own base: found beside the file that names it
-            base = str(beside) if beside.is_file() else base
-        self._base_ref = base
         try:
-            self.base = load_spec(base, **{**file_knobs, **knobs})
+            # the base's data is kept: a point is written back into its table (Space.table)
+            self._base_data, self._base_source = _read_base(data["base"], self.source)
+            self.base = load_spec(self._base_data, source=self._base_source, **{**file_knobs, **knobs})
         except SpecError as e:
             raise SpecError(f"{self.source}: base: {e}") from None
         if any(b.section == "stages" and b.in_size is None for b in self.base.blocks):
@@ -311,7 +308,8 @@ class Space:
                 blocks = [base[f"stages.{stage}.{block}"]] if block is not None else self.base.stage_blocks(stage)
                 b = next(b for b in blocks if _has(b, KNOBS[knob].row_fields))
                 if knob == "se":  # the SE ratio each value gives this block, against the block's own
-                    return min(values, key=lambda v: (abs(_set(b, "se", v, 1).se - b.se), -_set(b, "se", v, 1).se))
+                    ratio = {repr(v): _set(b, "se", v, 1).se for v in values}
+                    return min(values, key=lambda v: (abs(ratio[repr(v)] - b.se), -ratio[repr(v)]))
                 if knob == "se_from":
                     return b.args.get("se_from", "exp") if b.args.get("se_from", "exp") in values else values[0]
                 current = _get(b, knob)
@@ -323,17 +321,24 @@ class Space:
         """A point of this space as the base's table at the space's knobs, the chosen values in
         the rows they changed (``archgen.table_form``): every knob applies to it, width_mult and
         depth_mult included. Raises SpecError where the base has no table or a row cannot say it."""
-        ref = self._base_ref
-        if isinstance(ref, Mapping):
-            data, where = resolve_base(dict(ref), self.source), self.source
-        else:
-            path = resolve_source(ref)
-            data, where = resolve_base(read_yaml(path), str(path)), str(path)
-        data.update({**(self._data.get("knobs") or {}), **self._knobs})
-        return table_form(data, point, name, where)
+        data = {**self._base_data, **(self._data.get("knobs") or {}), **self._knobs}
+        return table_form(data, point, name, self._base_source)
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, base={self.base.name!r}, per_stage={self.per_stage}, per_block={self.per_block})"
+
+
+def _read_base(ref: Any, source: str) -> tuple[dict[str, Any], str]:
+    """A space's base as spec data (its own ``base:`` resolved) and the name its messages use: a
+    zoo name, a mapping, or a spec file, found beside the space file as a spec's ``base:`` is
+    (else from the working directory)."""
+    if isinstance(ref, Mapping):
+        return resolve_base(ref, "<dict>"), "<dict>"
+    if isinstance(ref, str):
+        near = beside(ref, source)
+        ref = near if Path(near).is_file() else ref
+    path = resolve_source(ref)
+    return resolve_base(read_yaml(path), str(path)), str(path)
 
 
 def parse_param(name: str) -> tuple[int, int | None, str]:

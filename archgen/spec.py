@@ -105,14 +105,29 @@ class ModelSpec:
         """``to_dict`` as YAML, one block per line; ``load_spec`` reads it back to the same spec."""
         d = self.to_dict()
         blocks = d.pop("blocks")
-        meta = {k: d.pop(k) for k in ("name", "paper", "reference", "conventions") if k in d}
-        lines = [
-            yaml.safe_dump(meta, sort_keys=False, default_flow_style=False, width=120).rstrip(),
-            yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=120).rstrip(),
-            "blocks:",
-        ]
-        lines += ["  - " + yaml.safe_dump(b, sort_keys=False, default_flow_style=True, width=1 << 16).strip() for b in blocks]
+        lines = [*yaml_head(d), "blocks:"]
+        lines += ["  - " + flow_yaml(b) for b in blocks]
         return "\n".join(lines) + "\n"
+
+
+META_KEYS = ("name", "paper", "reference", "conventions")
+
+
+def yaml_head(data: Mapping[str, Any]) -> list[str]:
+    """The YAML lines of a spec's keys but its tables or blocks: what it is (name, paper...) in
+    block style, then a setting per line, a mapping setting (bn) on its line."""
+    meta = {k: data[k] for k in META_KEYS if k in data}
+    lines = [yaml.safe_dump(meta, sort_keys=False, default_flow_style=False, width=120).rstrip()] if meta else []
+    for k, v in data.items():
+        if k not in META_KEYS and k not in (*TABLE_SECTIONS, "blocks"):
+            lines.append(f"{k}: {flow_yaml(v)}" if isinstance(v, (Mapping, list)) else
+                         yaml.safe_dump({k: v}, sort_keys=False, width=120).rstrip())
+    return lines
+
+
+def flow_yaml(value: Any) -> str:
+    """``value`` as one line of flow-style YAML (a row, a block, a bn mapping)."""
+    return yaml.safe_dump(value, sort_keys=False, default_flow_style=True, width=1 << 16).strip()
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -235,6 +250,17 @@ def load_spec(
     return spec_from_dict(data, where, overrides)
 
 
+def beside(ref: str, here: str) -> str | Path:
+    """A spec file named relative to the file ``here`` that names it, found beside that file; a
+    zoo name (or an absolute path, or a name in a mapping spec) as it is."""
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        target = Path(ref)
+        if not target.is_absolute() and here.endswith((".yaml", ".yml")):
+            return Path(here).parent / target
+        return target
+    return ref
+
+
 def resolve_base(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A spec with a ``base`` key is that spec with the keys it gives replacing the base's.
 
@@ -251,13 +277,8 @@ def resolve_base(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         here = chain[-1]
         if not isinstance(ref, str) or not ref:
             raise SpecError(f"{here}: 'base' must be a zoo model name or a spec file path, got {ref!r}")
-        target: str | Path = ref
-        if ref.endswith((".yaml", ".yml")) or "/" in ref:  # a file, found beside the spec that names it
-            target = Path(ref)
-            if not target.is_absolute() and here.endswith((".yaml", ".yml")):
-                target = Path(here).parent / target
         try:
-            path = resolve_source(target)
+            path = resolve_source(beside(ref, here))
         except SpecError as e:
             raise SpecError(f"{here}: base: {e}") from None
         if str(path.resolve()) in {str(Path(c).resolve()) for c in chain if c.endswith((".yaml", ".yml"))}:

@@ -29,7 +29,7 @@ from .errors import SpecError
 from .ir import BlockConfig
 from .layers.se import SE_SETTINGS
 from .rows import kind_of, parse_row
-from .spec import TABLE_SECTIONS, ModelSpec, load_spec, read_table, row_schema
+from .spec import TABLE_SECTIONS, ModelSpec, flow_yaml, load_spec, read_table, row_schema, yaml_head
 
 _ROW = re.compile(r": (stem|body|head) row (\d+)$")
 # what a row type that keeps RowType.expand emits from each of its fields
@@ -92,25 +92,21 @@ def _write(base: Mapping[str, Any], point: ModelSpec, name: str, source: str, kn
 
 
 def dump(data: Mapping[str, Any], header: str = "") -> str:
-    """A table spec as YAML: top-level keys block style, each row on one line."""
-    data = dict(data)
-    meta = {k: data.pop(k) for k in ("name", "paper", "reference", "conventions") if k in data}
-    sections = {k: data.pop(k) for k in TABLE_SECTIONS if k in data}
+    """A table spec as YAML: top-level keys as a spec file writes them, each row on one line."""
     out = [header.rstrip()] if header else []
-    out.append(yaml.safe_dump(meta, sort_keys=False, default_flow_style=False, width=120).rstrip())
-    for k, v in data.items():  # a knob per line, a mapping (bn) on its line
-        flow = isinstance(v, (Mapping, list))
-        out.append(f"{k}: {yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()}" if flow else
-                   yaml.safe_dump({k: v}, sort_keys=False).rstrip())
-    for section, table in sections.items():
+    out += yaml_head(data)
+    for section in TABLE_SECTIONS:
+        if section not in data:
+            continue
+        table = data[section]
         out.append(f"{section}:")
-        rows = table if isinstance(table, list) else table.get("rows", [])
+        indent = "  "
         if isinstance(table, Mapping):
             head = {k: v for k, v in table.items() if k != "rows"}
             out += ["  " + line for line in yaml.safe_dump(head, sort_keys=False, default_flow_style=None, width=120).splitlines()]
             out.append("  rows:")
-        indent = "    " if isinstance(table, Mapping) else "  "
-        out += [f"{indent}- " + yaml.safe_dump(r, sort_keys=False, default_flow_style=True, width=1 << 16).strip() for r in rows]
+            table, indent = table.get("rows", []), "    "
+        out += [f"{indent}- {flow_yaml(r)}" for r in table]
     return "\n".join(out) + "\n"
 
 
