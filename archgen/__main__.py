@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builder import build
 from .cli import (
-    check_choices, discard_run_dir, fail, import_user_modules, load_settings, path_component, register_path_component,
+    check_choices, hydra_command, import_user_modules, load_settings, path_component, register_path_component,
 )
 from .cost import count
 from .cost.latency import LatencySettings, measure
@@ -100,17 +99,12 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
     return summary
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run_in_hydra(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """``run`` with what Hydra knows of the command line: the overrides given and the model chosen."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    try:
-        run(cfg, out_dir, list(hc.overrides.task), hc.runtime.choices.get("model"))
-    except SpecError as e:
-        discard_run_dir(out_dir)
-        fail(PROG, str(e))
+    return run(cfg, out_dir, list(hc.overrides.task), hc.runtime.choices.get("model"))
 
 
 def run_name(spec: str | None, model: str) -> str:
@@ -138,7 +132,7 @@ def main() -> None:
     if not OmegaConf.has_resolver("archgen_run_name"):
         OmegaConf.register_new_resolver("archgen_run_name", run_name)
     register_path_component()
-    _hydra_main()
+    hydra_command(PROG, "config", _run_in_hydra, lambda out_dir: f"nothing was written to {out_dir}")()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""What archgen's command-line apps share: one-line errors with exit status 2, the user's modules
-named in ``imports=`` (their block types registered before a spec is read), a check of
-config-group choices made before Hydra sees them (Hydra's own message is a traceback-sized
-block), and settings dataclasses read from config sections."""
+"""What archgen's command-line apps share: the Hydra entry point (``hydra_command``), one-line
+errors with exit status 2, the user's modules named in ``imports=`` (their block types registered
+before a spec is read), a check of config-group choices made before Hydra sees them (Hydra's own
+message is a traceback-sized block), and settings dataclasses read from config sections."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence, TypeVar
 
 from .errors import SpecError
+from .zoo import CONF_DIR
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -95,6 +99,22 @@ def run_app(prog: str, body: Callable[[], T], interrupted: str, out_dir: Path | 
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def hydra_command(prog: str, config_name: str, body: Callable[[DictConfig, Path], Any],
+                  interrupted: Callable[[Path], str]) -> Callable[[], None]:
+    """A command's entry point: Hydra composes ``conf/<config_name>.yaml`` with the command line and
+    makes the run directory, then ``body(cfg, run_dir)`` runs under ``run_app`` (bad input is one
+    line and exit 2, Ctrl-C one line with ``interrupted(run_dir)`` and exit 130)."""
+    import hydra  # imported when a command starts: the library's users do not pay for it
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def entry(cfg: DictConfig) -> None:
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_app(prog, lambda: body(cfg, out_dir), interrupted(out_dir), out_dir)
+
+    return entry
 
 
 def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str], hint: str = "") -> None:

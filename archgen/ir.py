@@ -13,6 +13,23 @@ from typing import Any, Mapping, Optional, Tuple
 
 Size = Optional[Tuple[int, int]]  # (H, W) of a feature map; None once the tensor is a flat vector
 
+# The expanded form's key for each of BlockConfig's own fields, in the order ``to_dict`` writes
+# them (a spec's ``blocks`` list, a run's spec.yaml); every other key of a block is one of its
+# ``args``, so no block type may name an arg after one of these.
+BLOCK_KEYS: Mapping[str, str] = {
+    "name": "name",
+    "type": "type",
+    "in": "in_chs",
+    "out": "out_chs",
+    "size": "in_size",
+    "s": "stride",
+    "k": "kernel",
+    "exp": "exp",
+    "nl": "act",
+    "se": "se",
+}
+REQUIRED_BLOCK_KEYS = ("name", "type", "in", "out")  # the others have BlockConfig's defaults
+
 
 @dataclass(frozen=True)
 class BlockConfig:
@@ -44,18 +61,25 @@ class BlockConfig:
         return int(parts[1]) if parts[0] == "stages" else None
 
     def to_dict(self) -> dict[str, Any]:
-        """The block as YAML-ready data: the expanded-spec form read back by ``from_dict``."""
-        d: dict[str, Any] = {"name": self.name, "type": self.type, "in": self.in_chs, "out": self.out_chs}
-        if self.in_size is not None:
-            d["size"] = list(self.in_size)
-        d["s"] = self.stride
-        for key, value in (("k", self.kernel), ("exp", self.exp), ("nl", self.act)):
-            if value is not None:
-                d[key] = value
-        if self.se:
-            d["se"] = self.se
+        """The block as YAML-ready data: the expanded-spec form read back by ``from_dict``.
+        A key the block has no value for is left out (no size: a flat input; se 0: no SE)."""
+        d: dict[str, Any] = {}
+        for key, attr in BLOCK_KEYS.items():
+            value = getattr(self, attr)
+            if value is not None and (key != "se" or value):
+                d[key] = list(value) if isinstance(value, tuple) else value
         d.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in self.args.items()})
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> "BlockConfig":
+        """A block read back from ``to_dict``'s form (the caller has checked its values). Its
+        ``out_size`` is None until a chain walk (``archgen.blocks.base.Chain``) derives it."""
+        own = {attr: data[key] for key, attr in BLOCK_KEYS.items() if key in data}
+        size = own.get("in_size")
+        own.update(in_size=tuple(size) if size is not None else None, se=float(own.get("se", 0.0)))
+        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k not in BLOCK_KEYS}
+        return cls(**own, out_size=None, args=args, source=source)
 
     def key(self) -> str:
         """A string that spells the block fully (type, shapes and settings), for caches and lookup tables."""

@@ -82,7 +82,7 @@ def latency_lines(
     if lut is not None:
         c = lut.calibration
         how = (f"{c.scale:.3f} x blocks {c.overhead_ms:+.2f} ms" if lut.calibrated
-               else "the blocks' sum; calibrate the table with python -m archgen.cost.validate")
+               else "the blocks' sum; calibrate the table with python -m archgen.validate")
         lines.append(f"latency, lookup table: {lut.total_ms:.2f} ms predicted ({how})")
     return lines
 

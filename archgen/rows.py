@@ -2,19 +2,21 @@
 
 A block type declares its row as a keyword-only dataclass whose fields are made with the
 helpers below (``channels``, ``repeats``, ``stride``, ...). Each helper records the field's
-kind and a one-line doc; ``parse_row`` checks a raw YAML row against it and raises a
-``SpecError`` that names the field and the expected values. The kind also tells the
-expander what a field is: ``channels`` are width-scaled, ``repeats`` are depth-scaled.
+kind and a one-line doc; ``parse_row`` checks a raw YAML row against it, each value with its
+kind's validator (``VALIDATORS``), and raises a ``SpecError`` that names the field and the
+expected values. The kind also tells the expander what a field is: ``channels`` are
+width-scaled, ``repeats`` are depth-scaled.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import MISSING, field
-from numbers import Real
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from .checks import is_int, is_real
 from .errors import SpecError
+from .layers.activations import ACTIVATIONS
 from .limits import MAX_CHANNELS, MAX_REPEATS
 
 NUM_CLASSES = "num_classes"  # placeholder a channels field may hold: the model's class count
@@ -85,79 +87,121 @@ def describe(row_cls: type) -> list[tuple[str, str, str]]:
     return [(f.name, f.metadata.get("kind", ""), f.metadata.get("doc", "")) for f in dataclasses.fields(row_cls)]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+Refusal = Callable[[str], SpecError]  # what a field must be -> the error that says so
+Validator = Callable[[dataclasses.Field, Any, Refusal], Any]  # (field, value, refuse) -> normalised value
 
 
-def _is_real(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool)
+def _unset_allowed(check: Validator) -> Validator:
+    """``check``, but a field whose default is None also takes None: the row leaves the value
+    to the block type (a conv's ``c`` where its ``t`` gives the channels, a padding of k // 2)."""
+
+    def checked(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+        return value if value is None and f.default is None else check(f, value, refuse)
+
+    return checked
+
+
+def _channels(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if f.metadata.get("classes") and value == NUM_CLASSES:
+        return value
+    if not is_int(value) or not 1 <= value <= MAX_CHANNELS:
+        extra = " or 'num_classes'" if f.metadata.get("classes") else ""
+        raise refuse(f"an integer in [1, {MAX_CHANNELS}] (channels){extra}")
+    return value
+
+
+def _repeats(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if not is_int(value) or not 1 <= value <= MAX_REPEATS:
+        raise refuse(f"an integer in [1, {MAX_REPEATS}] (repeats)")
+    return value
+
+
+def _integer(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    minimum = f.metadata.get("minimum", 1)
+    if not is_int(value) or value < minimum:
+        raise refuse(f"an integer >= {minimum}")
+    return value
+
+
+def _stride(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    choices = f.metadata["choices"]
+    if not is_int(value) or value not in choices:
+        raise refuse(" or ".join(map(str, choices)) + " (stride)")
+    return value
+
+
+def _kernel(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    odd = f.metadata.get("odd")
+    if not is_int(value) or value < 1 or (odd and value % 2 == 0):
+        raise refuse("an odd positive integer (kernel size)" if odd else "a positive integer (kernel size)")
+    return value
+
+
+def _number(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    low, high, low_open = f.metadata["low"], f.metadata["high"], f.metadata["low_open"]
+    if not is_real(value) or not ((low < value) if low_open else (low <= value)) or value > high:
+        raise refuse(f"a number in {'(' if low_open else '['}{low}, {high}]")
+    return float(value)
+
+
+def _se(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if value is True:
+        return float(f.metadata["on"])  # the paper's ratio
+    if value is False or value is None or (is_real(value) and value == 0):
+        return 0.0
+    if not is_real(value) or not 0 < value <= 1:
+        raise refuse("true, false or a ratio in (0, 1] (squeeze-and-excitation)")
+    return float(value)
+
+
+def _activation(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if value is None or value == "none":
+        if f.metadata.get("optional"):
+            return None
+        raise refuse(f"an activation ({', '.join(ACTIVATIONS.names())})")
+    if not isinstance(value, str) or value not in ACTIVATIONS:
+        raise refuse(f"an activation: one of {', '.join(ACTIVATIONS.names())} (or RE, HS, RE6)")
+    return ACTIVATIONS.canonical(value)
+
+
+def _flag(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if not isinstance(value, bool):
+        raise refuse("true or false")
+    return value
+
+
+def _choice(f: dataclasses.Field, value: Any, refuse: Refusal) -> Any:
+    if value not in f.metadata["choices"]:
+        raise refuse("one of " + ", ".join(f.metadata["choices"]))
+    return value
+
+
+# field kind (as the helpers above record it) -> its check
+VALIDATORS: Mapping[str, Validator] = {
+    "channels": _unset_allowed(_channels),
+    "repeats": _unset_allowed(_repeats),
+    "integer": _unset_allowed(_integer),
+    "stride": _stride,
+    "kernel": _unset_allowed(_kernel),
+    "number": _unset_allowed(_number),
+    "se": _se,
+    "activation": _activation,
+    "flag": _flag,
+    "choice": _choice,
+}
 
 
 def check_value(f: dataclasses.Field, value: Any, where: str) -> Any:
-    """Validate one field value against its kind; return the normalised value."""
-    from .layers.activations import ACTIVATIONS  # imported late: layers import this module
+    """Validate one field value against its kind; return the normalised value. A field made
+    without the helpers above has no kind and takes any value."""
+    check = VALIDATORS.get(f.metadata.get("kind", ""))
+    if check is None:
+        return value
 
-    meta, name = f.metadata, f.name
-    kind = meta.get("kind", "")
+    def refuse(expected: str) -> SpecError:
+        return SpecError(f"{where}: field {f.name!r} must be {expected}, got {value!r}")
 
-    def bad(expected: str) -> SpecError:
-        return SpecError(f"{where}: field {name!r} must be {expected}, got {value!r}")
-
-    if kind == "channels":
-        if meta.get("classes") and value == NUM_CLASSES:
-            return value
-        if value is None and f.default is None:
-            return value
-        if not _is_int(value) or not 1 <= value <= MAX_CHANNELS:
-            extra = " or 'num_classes'" if meta.get("classes") else ""
-            raise bad(f"an integer in [1, {MAX_CHANNELS}] (channels){extra}")
-    elif kind in ("repeats", "integer"):
-        minimum = meta.get("minimum", 1)
-        if value is None and f.default is None:
-            return value
-        if kind == "repeats" and not (_is_int(value) and minimum <= value <= MAX_REPEATS):
-            raise bad(f"an integer in [{minimum}, {MAX_REPEATS}] (repeats)")
-        if not _is_int(value) or value < minimum:
-            raise bad(f"an integer >= {minimum}")
-    elif kind == "stride":
-        choices = meta["choices"]
-        if not _is_int(value) or value not in choices:
-            raise bad(" or ".join(map(str, choices)) + " (stride)")
-    elif kind == "kernel":
-        if value is None and f.default is None:
-            return value
-        if not _is_int(value) or value < 1 or (meta.get("odd") and value % 2 == 0):
-            raise bad("an odd positive integer (kernel size)" if meta.get("odd") else "a positive integer (kernel size)")
-    elif kind == "number":
-        low, high, low_open = meta["low"], meta["high"], meta["low_open"]
-        if value is None and f.default is None:
-            return value
-        if not _is_real(value) or not ((low < value) if low_open else (low <= value)) or value > high:
-            raise bad(f"a number in {'(' if low_open else '['}{low}, {high}]")
-        return float(value)
-    elif kind == "se":
-        if value is True:
-            return float(meta["on"])
-        if value is False or value is None or (_is_real(value) and value == 0):
-            return 0.0
-        if not _is_real(value) or not 0 < value <= 1:
-            raise bad("true, false or a ratio in (0, 1] (squeeze-and-excitation)")
-        return float(value)
-    elif kind == "activation":
-        if value is None or value == "none":
-            if meta.get("optional"):
-                return None
-            raise bad(f"an activation ({', '.join(ACTIVATIONS.names())})")
-        if not isinstance(value, str) or value not in ACTIVATIONS:
-            raise bad(f"an activation: one of {', '.join(ACTIVATIONS.names())} (or RE, HS, RE6)")
-        return ACTIVATIONS.canonical(value)
-    elif kind == "flag":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif kind == "choice":
-        if value not in meta["choices"]:
-            raise bad("one of " + ", ".join(meta["choices"]))
-    return value
+    return check(f, value, refuse)
 
 
 def parse_row(

@@ -19,6 +19,9 @@ or per block:
       exp: [3, 4, 6]
       se: [false, true]           # or ratios, [0, 0.25]; se_from: [in] sizes them from the input
 
+Each knob is one object (``archgen.knobs.KNOBS``): the values a file may list and their order by
+cost, what a value does to a block or a stage, and which value is nearest to the base's.
+
 A choice edits the base spec's flat block list (the one IR) and re-chains it
 (``archgen.spec.rechain``), so a sampled architecture is a ``ModelSpec`` like any other: the
 builder builds it, the cost model costs it, and its ``to_yaml`` is what a search saves.
@@ -30,21 +33,18 @@ recorded choices (``Space.apply``). ``Space.table`` writes a point back as the b
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
 import re
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
-from .blocks import BLOCKS, PassThrough
+from .checks import is_int
 from .errors import SpecError
 from .ir import BlockConfig
-from .layers.helpers import make_divisible
-from .layers.se import SE_FROM, SE_SETTINGS
+from .knobs import KNOBS, STAGE_EDITS
 from .spec import ModelSpec, beside, load_spec, read_yaml, rechain, resolve_base, resolve_source
 from .table_form import table_form
 from .zoo import CONF_DIR
@@ -55,56 +55,6 @@ Choose = Callable[[str, str, list[Any]], Any]  # (parameter name, knob, values) 
 _PARAM = re.compile(r"^s(?P<stage>\d+)(?:_b(?P<block>\d+))?_(?P<knob>[a-z_]+)$")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and v > 0
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One thing a search may change, and which block rows have it."""
-
-    name: str
-    doc: str
-    row_fields: tuple[str, ...]  # the block's Row must have one of these for the knob to apply
-    valid: Callable[[Any], bool]
-    expected: str
-    scopes: tuple[str, ...] = ("per_stage", "per_block")
-    rank: Callable[[Any], float] = float  # orders a knob's values from the least to the most costly
-
-    def cheapest(self, values: list[Any]) -> Any:
-        return min(values, key=self.rank)
-
-
-KNOBS: dict[str, Knob] = {
-    k.name: k
-    for k in (
-        Knob("k", "depthwise / main kernel size", ("k",), lambda v: _is_int(v) and v > 0 and v % 2 == 1, "odd positive integers"),
-        Knob(
-            "exp", "expansion ratio: hidden = make_divisible(ratio x input channels, round_to)", ("exp", "t"),
-            _is_num, "positive numbers",
-        ),
-        Knob(
-            "se", "squeeze-and-excitation: false, true (the block type's ratio) or a ratio in [0, 1] (0: none)", ("se",),
-            lambda v: isinstance(v, bool) or (isinstance(v, Real) and 0 <= v <= 1), "true, false or ratios in [0, 1] (0: no SE)",
-        ),
-        Knob(
-            "se_from", "width an SE ratio is taken of: exp (the expanded width) or in (the block's input, EfficientNet's)",
-            ("se_from",), lambda v: v in SE_FROM, f"one of {', '.join(SE_FROM)}", rank=lambda v: 0.0,
-        ),
-        Knob("stage_ch", "OSA hidden width as a ratio of the base's stage_ch", ("stage_ch",), _is_num, "positive numbers"),
-        Knob("layer_per_block", "3x3 convs per OSA module", ("layer_per_block",), lambda v: _is_int(v) and v > 0, "positive integers"),
-        Knob(
-            "depthwise", "depthwise-separable OSA layers", ("depthwise",), lambda v: isinstance(v, bool), "true or false",
-            rank=lambda v: 0.0 if v else 1.0,
-        ),
-        Knob("width", "output width as a ratio of the base's", (), _is_num, "positive numbers", scopes=("per_stage",)),
-        Knob("depth", "blocks added to (+) or removed from (-) the end of the stage", (), _is_int, "integers", scopes=("per_stage",)),
-    )
-}
 _SPACE_KEYS = ("base", "knobs", "stages", "per_stage", "per_block")
 
 
@@ -178,7 +128,7 @@ class Space:
         n = self.base.num_stages
         if raw is None:
             return tuple(range(n))
-        if not isinstance(raw, list) or not raw or not all(_is_int(s) and 0 <= s < n for s in raw):
+        if not isinstance(raw, list) or not raw or not all(is_int(s) and 0 <= s < n for s in raw):
             raise SpecError(f"{self.source}: 'stages' must be a non-empty list of stage indices in 0..{n - 1}, got {raw!r}")
         return tuple(sorted(set(raw)))
 
@@ -210,7 +160,7 @@ class Space:
     def _check_applies(self) -> None:
         for knob in [*self.per_stage, *self.per_block]:
             fields = KNOBS[knob].row_fields
-            if fields and not any(_has(b, fields) for s in self.stages for b in self.base.stage_blocks(s)):
+            if not any(KNOBS[knob].applies(b) for s in self.stages for b in self.base.stage_blocks(s)):
                 raise SpecError(
                     f"{self.source}: knob {knob!r} applies to no block of the searched stages "
                     f"(it needs a row with {' or '.join(map(repr, fields))})"
@@ -222,8 +172,7 @@ class Space:
     # -- choices -> spec -------------------------------------------------------------------
     def depth_values(self, stage: int) -> list[int]:
         """The depth changes a stage can take: removals stop at its repeat blocks."""
-        repeats = len(_repeat_tail(self.base.stage_blocks(stage)))
-        return [d for d in self.per_stage.get("depth", [0]) if d >= -repeats]
+        return KNOBS["depth"].choices(self.base.stage_blocks(stage), self.per_stage.get("depth", [0]))
 
     def sample(self, choose: Choose) -> Sample:
         """Make every choice through ``choose(name, knob, values)`` and build the spec they give.
@@ -239,14 +188,13 @@ class Space:
             return value
 
         round_to = self.base.round_to
+        edits = [KNOBS[k] for k in STAGE_EDITS if k in self.per_stage]
         blocks: list[BlockConfig] = [b for b in self.base.blocks if b.section == "stem"]
         for s in range(self.base.num_stages):
             stage = list(self.base.stage_blocks(s))
-            if s in self.stages:
-                if "depth" in self.per_stage:
-                    stage = _change_depth(stage, pick(f"s{s}_depth", "depth", self.depth_values(s)))
-                if "width" in self.per_stage:
-                    stage = _scale_width(stage, pick(f"s{s}_width", "width", self.per_stage["width"]), round_to)
+            for knob in edits if s in self.stages else ():
+                value = pick(f"s{s}_{knob.name}", knob.name, knob.choices(stage, self.per_stage[knob.name]))
+                stage = knob.edit(stage, value, round_to)
             blocks += stage
         blocks += [b for b in self.base.blocks if b.section == "head"]
         spec = rechain(self.base, blocks, self.source)
@@ -255,18 +203,18 @@ class Space:
             (s, knob): pick(f"s{s}_{knob}", knob, values)
             for s in self.stages
             for knob, values in self.per_stage.items()
-            if knob not in ("depth", "width") and any(_has(b, KNOBS[knob].row_fields) for b in spec.stage_blocks(s))
+            if knob not in STAGE_EDITS and any(KNOBS[knob].applies(b) for b in spec.stage_blocks(s))
         }
         edited = []
         for b in spec.blocks:
             if b.stage in self.stages:
                 j = int(b.name.rsplit(".", 1)[1])
                 chosen = {knob: pick(f"s{b.stage}_b{j}_{knob}", knob, values)
-                          for knob, values in self.per_block.items() if _has(b, KNOBS[knob].row_fields)}
+                          for knob, values in self.per_block.items() if KNOBS[knob].applies(b)}
                 chosen |= {knob: value for (s, knob), value in stage_choice.items()
-                           if s == b.stage and _has(b, KNOBS[knob].row_fields)}
+                           if s == b.stage and KNOBS[knob].applies(b)}
                 for knob in sorted(chosen, key=list(KNOBS).index):  # se before se_from, which sizes it
-                    b = _set(b, knob, chosen[knob], round_to)
+                    b = KNOBS[knob].set(b, chosen[knob], round_to)
             edited.append(b)
         return Sample(params, rechain(spec, edited, self.source))
 
@@ -298,22 +246,13 @@ class Space:
         """The point closest to the base network: each choice the value nearest to what the base has
         (its kernel, its expansion ratio, its SE...; depth 0, width 1). The base is in the space when
         its settings are among the choices."""
-        base = {b.name: b for b in self.base.blocks}
 
         def choose(name: str, knob: str, values: list[Any]) -> Any:
             stage, block, _ = parse_param(name)
-            if knob in ("depth", "width", "stage_ch"):
-                current: Any = {"depth": 0}.get(knob, 1.0)
-            else:
-                blocks = [base[f"stages.{stage}.{block}"]] if block is not None else self.base.stage_blocks(stage)
-                b = next(b for b in blocks if _has(b, KNOBS[knob].row_fields))
-                if knob == "se":  # the SE ratio each value gives this block, against the block's own
-                    ratio = {repr(v): _set(b, "se", v, 1).se for v in values}
-                    return min(values, key=lambda v: (abs(ratio[repr(v)] - b.se), -ratio[repr(v)]))
-                if knob == "se_from":
-                    return b.args.get("se_from", "exp") if b.args.get("se_from", "exp") in values else values[0]
-                current = _get(b, knob)
-            return min(values, key=lambda v: (abs(KNOBS[knob].rank(v) - KNOBS[knob].rank(current)), -KNOBS[knob].rank(v)))
+            blocks = self.base.stage_blocks(stage)
+            if block is not None:  # one block's choice; a block that depth added is a copy of the stage's last
+                blocks = [blocks[min(block, len(blocks) - 1)]]
+            return KNOBS[knob].nearest(blocks, values)
 
         return self.sample(choose)
 
@@ -349,17 +288,6 @@ def parse_param(name: str) -> tuple[int, int | None, str]:
     return int(m["stage"]), int(m["block"]) if m["block"] is not None else None, m["knob"]
 
 
-def _get(b: BlockConfig, knob: str) -> Any:
-    """A block's current value of a per-block knob, in the knob's terms."""
-    if knob == "k":
-        return b.kernel
-    if knob == "exp":
-        return (b.exp or b.in_chs) / b.in_chs
-    if knob == "se":
-        return b.se > 0
-    return b.args[knob]
-
-
 def _resolve(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
@@ -369,71 +297,3 @@ def _resolve(name_or_path: str | Path) -> Path:
     if str(name_or_path) in list_spaces():
         return SPACE_DIR / f"{name_or_path}.yaml"
     raise SpecError(f"unknown space {str(name_or_path)!r}; known: {', '.join(list_spaces())}")
-
-
-def _row_fields(block: BlockConfig) -> set[str]:
-    return {f.name for f in dataclasses.fields(BLOCKS.get(block.type).Row)}
-
-
-def _has(block: BlockConfig, fields: Sequence[str]) -> bool:
-    return not fields or bool(_row_fields(block) & set(fields))
-
-
-def _repeat_tail(stage: list[BlockConfig]) -> list[BlockConfig]:
-    """The stage's trailing repeats: stride-1 blocks of the last block's type whose width is
-    unchanged, after the stage's first block of that type (the one that may stride or widen)."""
-    tail: list[BlockConfig] = []
-    for b in reversed(stage):
-        if b.type != stage[-1].type or b.stride != 1 or b.in_chs != b.out_chs:
-            break
-        tail.append(b)
-    if len(tail) == sum(b.type == stage[-1].type for b in stage):
-        tail = tail[:-1]  # the stage keeps its first block of the type
-    return tail
-
-
-def _change_depth(stage: list[BlockConfig], delta: int) -> list[BlockConfig]:
-    if delta < 0:
-        return stage[:delta]
-    last = stage[-1]
-    return stage + [dataclasses.replace(last, stride=1, in_chs=last.out_chs) for _ in range(delta)]
-
-
-def _scale_width(stage: list[BlockConfig], ratio: float, round_to: int) -> list[BlockConfig]:
-    if ratio == 1:
-        return stage
-    out = []
-    for b in stage:
-        if not issubclass(BLOCKS.get(b.type), PassThrough):
-            b = dataclasses.replace(
-                b,
-                out_chs=make_divisible(b.out_chs * ratio, round_to),
-                exp=make_divisible(b.exp * ratio, round_to) if b.exp else b.exp,
-            )
-        out.append(b)
-    return out
-
-
-def _set(b: BlockConfig, knob: str, value: Any, round_to: int) -> BlockConfig:
-    if knob == "k":
-        return dataclasses.replace(b, kernel=value)
-    if knob == "exp":
-        return dataclasses.replace(b, exp=make_divisible(value * b.in_chs, round_to))
-    if knob == "se":
-        row = dataclasses.fields(BLOCKS.get(b.type).Row)
-        ratio = next(f.metadata["on"] for f in row if f.name == "se")  # the type's own "true", e.g. 1/4 in MobileNetV3
-        se = (ratio if value else 0.0) if isinstance(value, bool) else float(value)
-        # a block without SE carries no SE settings but those its type always writes (as a row's expansion)
-        kept = getattr(BLOCKS.get(b.type), "se_always", ())
-        args = b.args if se else {k: v for k, v in b.args.items() if k not in SE_SETTINGS or k in kept}
-        return dataclasses.replace(b, se=se, args=args)
-    if knob == "se_from":
-        if not b.se:  # nothing to size
-            return b
-        return dataclasses.replace(b, args={**b.args, "se_from": value} if value != "exp" else
-                                   {k: v for k, v in b.args.items() if k != "se_from"})
-    if knob == "stage_ch":
-        return dataclasses.replace(b, exp=make_divisible((b.exp or b.out_chs) * value, round_to))
-    if knob in ("layer_per_block", "depthwise"):
-        return dataclasses.replace(b, args={**b.args, knob: value})
-    raise AssertionError(f"unhandled knob {knob}")  # KNOBS and _set list the same knobs

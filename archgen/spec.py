@@ -18,17 +18,19 @@ import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 from .blocks import BLOCKS, Block, Expander, Knobs
+from .blocks.base import Chain
+from .checks import is_int, is_real
 from .errors import SpecError
-from .ir import BlockConfig, Size
+from .ir import REQUIRED_BLOCK_KEYS, BlockConfig
 from .limits import MAX_BLOCKS, MAX_CHANNELS, MAX_INPUT_SIZE, MAX_MULT, MAX_NUM_CLASSES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 from .layers.activations import ACTIVATIONS
+from .layers.context import ROUND_TO
 from .rows import parse_row, repeats
 from .zoo import list_models, model_path
 
@@ -56,7 +58,7 @@ class ModelSpec:
     width_mult: float = 1.0
     depth_mult: float = 1.0
     dropout: float = 0.0
-    round_to: int = 1
+    round_to: int = ROUND_TO
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     meta: Mapping[str, Any] = field(default_factory=dict)  # paper, reference, conventions
@@ -108,9 +110,6 @@ class ModelSpec:
         lines = [*yaml_head(d), "blocks:"]
         lines += ["  - " + flow_yaml(b) for b in blocks]
         return "\n".join(lines) + "\n"
-
-
-META_KEYS = ("name", "paper", "reference", "conventions")
 
 
 def yaml_head(data: Mapping[str, Any]) -> list[str]:
@@ -325,7 +324,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str, overrides: Mapping[str,
         data.update({k: v for k, v in overrides.items() if k not in rechained})
     knobs = _knobs(data, source)
     bn = _bn(data.get("bn", {}), source)
-    meta = {k: data[k] for k in ("paper", "reference", "conventions") if k in data}
+    meta = {k: data[k] for k in META_KEYS if k != "name" and k in data}
     name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
     if not isinstance(name, str) or not name.isprintable():
         # a name is printed on the terminal: escape codes or line breaks in it would reach it raw
@@ -379,10 +378,6 @@ def _classifier(spec: ModelSpec) -> int:
     )
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _norm_knob(key: str, value: Any, source: str) -> Any:
     if key == "input_size" and value is not None:
         return _size(value, source)
@@ -391,7 +386,7 @@ def _norm_knob(key: str, value: Any, source: str) -> Any:
 
 def _size(value: Any, source: str) -> tuple[int, int]:
     def side(v: Any) -> bool:
-        return _is_int(v) and 1 <= v <= MAX_INPUT_SIZE
+        return is_int(v) and 1 <= v <= MAX_INPUT_SIZE
 
     if side(value):
         return (value, value)
@@ -405,18 +400,18 @@ def _knobs(data: Mapping[str, Any], source: str) -> Knobs:
     for key, most in (("num_classes", MAX_NUM_CLASSES), ("in_chans", MAX_CHANNELS), ("round_to", MAX_CHANNELS)):
         if key in data:
             v = data[key]
-            if not _is_int(v) or not 1 <= v <= most:
+            if not is_int(v) or not 1 <= v <= most:
                 raise SpecError(f"{source}: {key!r} must be an integer in [1, {most}], got {v!r}")
             setattr(k, key, v)
     for key in ("width_mult", "depth_mult"):
         if key in data:
             v = data[key]
-            if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v <= MAX_MULT:
+            if not is_real(v) or not 0 < v <= MAX_MULT:
                 raise SpecError(f"{source}: {key!r} must be a number in (0, {MAX_MULT}], got {v!r}")
             setattr(k, key, float(v))
     if "dropout" in data:
         v = data["dropout"]
-        if not isinstance(v, Real) or isinstance(v, bool) or not 0 <= v < 1:
+        if not is_real(v) or not 0 <= v < 1:
             raise SpecError(f"{source}: 'dropout' must be a number in [0, 1), got {v!r}")
         k.dropout = float(v)
     if "input_size" in data:
@@ -429,7 +424,7 @@ def _bn(raw: Any, source: str) -> tuple[float, float]:
         raise SpecError(f"{source}: 'bn' must be a mapping with 'eps' and/or 'momentum', got {raw!r}")
     eps, momentum = raw.get("eps", 1e-5), raw.get("momentum", 0.1)
     for key, v in (("eps", eps), ("momentum", momentum)):
-        if not isinstance(v, Real) or isinstance(v, bool) or not 0 < v < 1:
+        if not is_real(v) or not 0 < v < 1:
             raise SpecError(f"{source}: 'bn.{key}' must be a number in (0, 1), got {v!r}")
     return float(eps), float(momentum)
 
@@ -532,8 +527,6 @@ def expand_row(cls: type, row: Any, ex: Expander) -> None:
 
 # -- expanded form -------------------------------------------------------------------------
 
-_BLOCK_KEYS = {"name": None, "type": None, "in": None, "out": None, "size": None, "s": 1, "k": None, "exp": None, "se": 0.0, "nl": None}
-
 
 def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
     """Read an expanded ``blocks`` list back, checking that it chains and is buildable."""
@@ -542,96 +535,78 @@ def _load_blocks(raw: Any, knobs: Knobs, source: str) -> list[BlockConfig]:
     if len(raw) > MAX_BLOCKS:
         raise SpecError(f"{source}: 'blocks' lists {len(raw)} blocks, over the limit of {MAX_BLOCKS}")
     blocks: list[BlockConfig] = []
-    chs, size = knobs.in_chans, knobs.input_size
+    chain = Chain(knobs.in_chans, knobs.input_size)
     for i, b in enumerate(raw, 1):
-        where = f"{source}: blocks[{i}]"
-        if not isinstance(b, Mapping):
-            raise SpecError(f"{where}: must be a mapping, got {b!r}")
-        missing = [k for k in ("name", "type", "in", "out") if k not in b]
-        if missing:
-            raise SpecError(f"{where}: missing field {missing[0]!r}")
-        try:
-            cls = BLOCKS.get(b["type"])
-        except SpecError as e:
-            raise SpecError(f"{where}: {e}") from None
-        if not issubclass(cls, Block):
-            raise SpecError(f"{where}: {b['type']!r} is a row type, not a block")
-        where = f"{where} ({b['name']}, {b['type']})"
-        for key in ("in", "out", "s"):
-            v = b.get(key, 1)
-            if not _is_int(v) or not 1 <= v <= MAX_CHANNELS:
-                raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
-        for key in ("k", "exp"):
-            v = b.get(key)
-            if v is not None and (not _is_int(v) or not 1 <= v <= MAX_CHANNELS):
-                raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
-        se = b.get("se", 0.0)
-        if not isinstance(se, Real) or isinstance(se, bool) or not 0 <= se <= 1:
-            raise SpecError(f"{where}: field 'se' must be a ratio in [0, 1], got {se!r}")
-        if b.get("size") is not None and not (
-            isinstance(b["size"], list) and len(b["size"]) == 2 and all(_is_int(v) and v >= 1 for v in b["size"])
-        ):
-            raise SpecError(f"{where}: field 'size' must be [H, W] (positive integers), got {b['size']!r}")
-        if b.get("nl") is not None and b["nl"] not in ACTIVATIONS:
-            raise SpecError(f"{where}: field 'nl' must be an activation: one of {', '.join(ACTIVATIONS.names())}, got {b['nl']!r}")
-        if b["in"] != chs:
-            raise SpecError(f"{where}: field 'in' is {b['in']} but the previous block gives {chs} channels")
+        where = _check_block(b, f"{source}: blocks[{i}]")
+        if b["in"] != chain.chs:
+            raise SpecError(f"{where}: field 'in' is {b['in']} but the previous block gives {chain.chs} channels")
         got = tuple(b["size"]) if b.get("size") is not None else None
-        if got != size:
-            raise SpecError(f"{where}: field 'size' is {b.get('size')} but the previous block gives {list(size) if size else None}")
+        if got != chain.size:
+            given = list(chain.size) if chain.size else None
+            raise SpecError(f"{where}: field 'size' is {b.get('size')} but the previous block gives {given}")
         _check_name(b["name"], blocks, where)
-        cfg = BlockConfig(
-            type=BLOCKS.canonical(b["type"]),
-            name=b["name"],
-            in_chs=b["in"],
-            out_chs=b["out"],
-            in_size=size,
-            out_size=None,
-            stride=b.get("s", 1),
-            kernel=b.get("k"),
-            exp=b.get("exp"),
-            se=float(se),
-            act=b.get("nl"),
-            args={k: (tuple(v) if isinstance(v, list) else v) for k, v in b.items() if k not in _BLOCK_KEYS},
-            source=where,
-        )
-        if cls.input == "map" and size is None:
-            raise SpecError(f"{where}: needs a feature map but gets a flat vector")
-        if cls.input == "flat" and size is not None:
-            raise SpecError(f"{where}: needs a flat vector but gets a feature map")
-        out_size: Size = cls.output_size(cfg) if size is not None else None
-        if out_size is not None and min(out_size) < 1:
-            raise SpecError(f"{where}: input_size {knobs.input_size} is too small: the feature map reaches zero here")
-        cfg = dataclasses.replace(cfg, out_size=out_size)
-        blocks.append(cfg)
-        chs, size = cfg.out_chs, out_size
+        blocks.append(chain.feed(BlockConfig.from_dict({**b, "type": BLOCKS.canonical(b["type"])}, where), where))
     if not any(b.stage is not None for b in blocks):
         raise SpecError(f"{source}: 'blocks' has no stages.s.j block; a network needs at least one stage")
     return blocks
+
+
+def _check_block(b: Any, where: str) -> str:
+    """Check one block of an expanded spec on its own (its keys, type and values); return the
+    name its messages then go by, ``blocks[i] (name, type)``."""
+    if not isinstance(b, Mapping):
+        raise SpecError(f"{where}: must be a mapping, got {b!r}")
+    missing = [k for k in REQUIRED_BLOCK_KEYS if k not in b]
+    if missing:
+        raise SpecError(f"{where}: missing field {missing[0]!r}")
+    try:
+        cls = BLOCKS.get(b["type"])
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+    if not issubclass(cls, Block):
+        raise SpecError(f"{where}: {b['type']!r} is a row type, not a block")
+    where = f"{where} ({b['name']}, {b['type']})"
+    for key in ("in", "out", "s"):
+        v = b.get(key, 1)
+        if not is_int(v) or not 1 <= v <= MAX_CHANNELS:
+            raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
+    for key in ("k", "exp"):
+        v = b.get(key)
+        if v is not None and (not is_int(v) or not 1 <= v <= MAX_CHANNELS):
+            raise SpecError(f"{where}: field {key!r} must be an integer in [1, {MAX_CHANNELS}], got {v!r}")
+    se = b.get("se", 0.0)
+    if not is_real(se) or not 0 <= se <= 1:
+        raise SpecError(f"{where}: field 'se' must be a ratio in [0, 1], got {se!r}")
+    size = b.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(is_int(v) and v >= 1 for v in size)):
+        raise SpecError(f"{where}: field 'size' must be [H, W] (positive integers), got {size!r}")
+    if b.get("nl") is not None and b["nl"] not in ACTIVATIONS:
+        raise SpecError(f"{where}: field 'nl' must be an activation: one of {', '.join(ACTIVATIONS.names())}, got {b['nl']!r}")
+    return where
 
 
 def rechain(spec: ModelSpec, blocks: Sequence[BlockConfig], source: str | None = None) -> ModelSpec:
     """A spec with an edited block list (a search changed widths, depths or block settings).
 
     Channels and feature-map sizes are derived again block by block (``Block.output_chs`` and
-    ``output_size``), blocks are renumbered within their sections and stages, and the result is
-    checked exactly as a loaded expanded spec is, so it is what its ``to_yaml`` rebuilds.
+    ``output_size``, fed through a ``Chain``, which refuses what the expanded-form loader
+    refuses, in its words), blocks are renumbered within their sections and stages, and the
+    result is checked exactly as a loaded expanded spec is, so it is what its ``to_yaml`` rebuilds.
     """
-    chs, size = spec.in_chans, spec.input_size
+    source = source or spec.source
+    chain = Chain(spec.in_chans, spec.input_size)
     counters: dict[str, int] = {}
     chained = []
-    for b in blocks:
-        cls = BLOCKS.get(b.type)
+    for i, b in enumerate(blocks, 1):
         group = f"stages.{b.stage}" if b.stage is not None else b.section
         name = f"{group}.{counters.get(group, 0)}"
         counters[group] = counters.get(group, 0) + 1
-        b = dataclasses.replace(b, name=name, in_size=size)  # the size first: a flatten's width depends on it
-        b = dataclasses.replace(b, in_chs=chs, out_chs=cls.output_chs(b, chs))
-        out_size = cls.output_size(b) if size is not None else None
-        chained.append(dataclasses.replace(b, out_size=out_size))
-        chs, size = b.out_chs, out_size  # a size that reaches zero is reported, block named, by the check below
+        b = dataclasses.replace(b, name=name, in_size=chain.size)  # the size first: a flatten's width depends on it
+        # from the block's own in_chs to the chain's: a dense layer adds its growth to its new input
+        b = dataclasses.replace(b, out_chs=BLOCKS.get(b.type).output_chs(b, chain.chs))
+        chained.append(chain.feed(b, f"{source}: blocks[{i}] ({name}, {b.type})"))
     data = dataclasses.replace(spec, blocks=tuple(chained)).to_dict()
-    checked = spec_from_dict(data, source or spec.source)
+    checked = spec_from_dict(data, source)
     # each block keeps where it came from (its table row): messages name it, and a search's answer
     # is written back into that row (archgen.table_form)
     return dataclasses.replace(checked, blocks=tuple(

@@ -40,31 +40,31 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import hydra
 import optuna
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 from tqdm import tqdm
 
-from archgen import ModelSpec, SpecError, build, count
-from archgen.cli import run_app
-from archgen.cost.latency import Latency, describe, measure_side_by_side
+from archgen import ModelSpec, SpecError, count
+from archgen.checks import is_int, is_real
+from archgen.cli import hydra_command
+from archgen.cost.latency import Latency, describe
 from archgen.fileio import write_atomic, write_csv, write_json
 from archgen.report import markdown_table
-from archgen.zoo import CONF_DIR
 
-from .__main__ import make_problem, open_study, study_storage
-from .data import is_int, is_real
-from .evaluate import TrainResult
+from .baselines import width_matching
+from .evaluators import Trainer, make_evaluator
+from .evaluators.train import TrainResult
 from .parallel import Job, pin, train_all
+from .pipeline import make_problem
 from .problem import Problem
 from .report import pyplot, save_figure
 from .storage import open_storage
-from .strategies import make_strategy
-from .strategies.common import completed, finished
+from .strategies import Strategy, make_strategy
+from .study import open_study, study_pruner
+from .trials import completed, finished
 
 PROG = "search.benchmark"
-WIDTH_RANGE = (0.1, 3.0)  # where the width-scaled baseline is looked for
-MAX_STEPS = 14  # bisection steps of the width: 2^-14 of the range, far finer than make_divisible's steps
 # tiny settings: the whole pipeline in about a minute (the tests' form)
 QUICK = {"n_trials": 4, "population": 2, "fresh_seeds": 2, "longer": 1,
          "data": {"limit": 200}, "train": {"epochs": 1, "batch_size": 32},
@@ -183,16 +183,22 @@ def load(cfg: DictConfig) -> tuple[Settings, DictConfig]:
     return settings, search
 
 
+def _search_parts(search: DictConfig, settings: Settings) -> tuple[Strategy, Trainer]:
+    """The benchmark's strategy (NSGA-II) and evaluator (training, ``train.*``)."""
+    trainer = make_evaluator("train", OmegaConf.to_container(search.train, resolve=True))  # type: ignore[arg-type]
+    assert isinstance(trainer, Trainer)
+    return make_strategy("pareto", {"population": settings.population}), trainer
+
+
 def _worker(index: int, search: dict[str, Any], settings: Settings, study_name: str) -> None:
     """Search worker ``index``: pinned to its share of the cores, its own problem (data loaded
     once), trials until the study holds ``n_trials``."""
     pin(index, settings.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    strategy = make_strategy("pareto", {"population": settings.population})
     cfg = OmegaConf.create(search)
-    problem = make_problem(cfg, strategy.name)
-    trials = study_storage(cfg, strategy)
-    study = optuna.load_study(study_name=study_name, storage=trials.backend, sampler=strategy.make_sampler(settings.seed))
+    strategy, trainer = _search_parts(cfg, settings)
+    problem = make_problem(cfg, strategy, trainer)
+    study, trials = open_study(cfg, problem, strategy, study_pruner(cfg, strategy, 1), study_name)
     strategy.run(problem, study, trials, settings.n_trials, [])
 
 
@@ -214,9 +220,9 @@ def recorded_budget(search: DictConfig, out_dir: Path) -> float | None:
 
 def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir: Path) -> optuna.Study:
     """The Pareto search on ``settings.workers`` processes sharing one study (resumed when it exists)."""
-    strategy = make_strategy("pareto", {"population": settings.population})
+    strategy, _ = _search_parts(search, settings)
     with_storage = _study_config(search, out_dir)
-    study, _ = open_study(with_storage, problem, strategy, out_dir)
+    study, _ = open_study(with_storage, problem, strategy, study_pruner(with_storage, strategy, 1), out_dir.name)
     todo = settings.n_trials - finished(study)
     if todo <= 0:
         return study
@@ -246,45 +252,27 @@ def run_search(problem: Problem, search: DictConfig, settings: Settings, out_dir
     return study
 
 
-def remeasure(problem: Problem, study: optuna.Study) -> tuple[Latency, dict[int, float]]:
-    """The base and every completed trial's deployment network measured side by side in this
-    process, alone: the base's latency and each trial's as a multiple of it.
+def latency_ratios(problem: Problem, study: optuna.Study) -> tuple[Latency, dict[int, float]]:
+    """The base and every completed trial's deployment network re-measured side by side in this
+    process, alone (``Problem.remeasure``): the base's latency and each trial's as a multiple of it.
 
     A worker times its trials while the other trains on the next core, so their figures run
     high and unevenly; the budgets, set against the base timed alone, are applied to these."""
     trials = completed(study)
-    specs = [problem.space.base, *(problem.space.apply(t.params) for t in trials)]
-    timed = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in specs], problem.latency)
+    timed = problem.remeasure([problem.space.base, *(problem.space.apply(t.params) for t in trials)])
     return timed[0], {t.number: x.median_ms / timed[0].median_ms for t, x in zip(trials, timed[1:])}
 
 
-def best_within(problem: Problem, study: optuna.Study, ratios: Mapping[int, float], fraction: float) -> optuna.trial.FrozenTrial | None:
+def best_within(problem: Problem, study: optuna.Study, ratios: Mapping[int, float], fraction: float) -> FrozenTrial | None:
     """The most accurate completed trial whose re-measured latency is within ``fraction`` x the base's."""
     within = [t for t in completed(study) if ratios[t.number] <= fraction]
     return max(within, key=lambda t: t.user_attrs[problem.metric], default=None)
 
 
-def match_width(problem: Problem, target: ModelSpec, tolerance: float) -> tuple[float, float]:
-    """The width multiplier whose base has ``target``'s latency (measured side by side), and the
-    latency ratio it reached; the one nearest to 1 when none is within ``tolerance``."""
-    lo, hi = WIDTH_RANGE
-    best = (1.0, math.inf)
-    for _ in range(MAX_STEPS):
-        w = round((lo + hi) / 2, 3)
-        spec = problem.base_at_width(w)[0]
-        ours, theirs = measure_side_by_side([(build(s), s.in_chans, s.input_size) for s in (target, spec)], problem.latency)
-        ratio = theirs.median_ms / ours.median_ms
-        if abs(ratio - 1) < abs(best[1] - 1):
-            best = (w, ratio)
-        if abs(ratio - 1) <= tolerance:
-            break
-        lo, hi = (w, hi) if ratio < 1 else (lo, w)
-    return best
-
-
 def retrain(problem: Problem, networks: Sequence[Network], settings: Settings, workers: int) -> list[Network]:
     """Each network's proxy trained from ``fresh_seeds`` seeds after the trials', ``longer`` x the epochs."""
-    fresh = problem.fresh_settings(settings.fresh_seeds)
+    assert isinstance(problem.evaluator, Trainer)
+    fresh = problem.evaluator.fresh(settings.fresh_seeds).settings
     fresh = replace(fresh, epochs=fresh.epochs * settings.longer)
     seeds = list(fresh.seeds)
     jobs = [Job(n.proxy, problem.data_settings, replace(fresh, seed=s, repeats=1)) for n in networks for s in seeds]
@@ -344,25 +332,24 @@ def tables(comparisons: Sequence[Comparison], base: Network) -> list[dict[str, A
     return rows
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """The whole benchmark; raises SpecError for bad input."""
-    started = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings, search = load(cfg)
-    probe = make_problem(search, "pareto")
+def set_up(search: DictConfig, settings: Settings, out_dir: Path) -> Problem:
+    """The problem, its budget the largest budget's multiple of the base's latency measured here
+    alone (or the one a resumed study was searched with: the base, re-measured, would move it)."""
+    strategy, trainer = _search_parts(search, settings)
+    probe = make_problem(search, strategy, trainer)
     first = probe.measure(probe.space.base)
-    search.budget_ms = recorded_budget(search, out_dir) or max(settings.budgets) * first.median_ms * (1 + settings.slack)
-    problem = make_problem(search, "pareto")
+    problem = probe.with_budget(recorded_budget(search, out_dir) or max(settings.budgets) * first.median_ms * (1 + settings.slack))
     print(f"base {problem.space.base.name}: {first.median_ms:.2f} ms on {describe(first.fingerprint)}; budgets "
           f"{', '.join(f'{f:g}x' for f in sorted(settings.budgets))} of it; one Pareto search of {settings.n_trials} "
           f"trials on {settings.workers} worker(s) within {problem.budget_ms:.2f} ms ({settings.slack:.0%} slack: the "
           "workers time their trials while the other trains)", flush=True)
-    study = run_search(problem, search, settings, out_dir)
-    searched_at = time.perf_counter()
+    return problem
 
-    base_proxy = problem.base_at_width(1.0)
-    base = Network(f"base {problem.space.base.name}", base_proxy[0], base_proxy[1])
-    base_latency, ratios = remeasure(problem, study)
+
+def choose(problem: Problem, study: optuna.Study, settings: Settings) -> tuple[float, dict[int, float], dict[float, FrozenTrial]]:
+    """The base's latency re-measured alone, every trial's as a multiple of it, and for each budget
+    the most accurate trial within it (a budget no trial is within is left out, with a message)."""
+    base_latency, ratios = latency_ratios(problem, study)
     base_ms = base_latency.median_ms
     chosen = {}
     for fraction in sorted(settings.budgets):
@@ -375,52 +362,71 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not chosen:
         raise SpecError(f"no trial of the search is within any budget ({', '.join(f'{f:g}x' for f in settings.budgets)} "
                         f"the base's latency): nothing to compare; more n_trials, or larger budgets")
-    pairs: dict[int, tuple[float, Network, Network]] = {}  # a trial chosen for two budgets is compared once
-    for trial in chosen.values():
-        if trial.number not in pairs:
-            spec = problem.space.apply(trial.params)
-            width, _ = match_width(problem, spec, settings.tolerance)
-            scaled = problem.base_at_width(width)
-            pairs[trial.number] = (width, Network(f"searched (trial {trial.number})", spec, problem.proxy.apply(trial.params)),
-                                   Network(f"base x width {width:g}", scaled[0], scaled[1]))
-    nets = [n for _, searched, scaled in pairs.values() for n in (searched, scaled)] + [base]
-    trained = retrain(problem, nets, settings, settings.workers)
-    timed = measure_side_by_side([(build(n.spec), n.spec.in_chans, n.spec.input_size) for n in trained], problem.latency)
-    trained = [replace(n, latency=t) for n, t in zip(trained, timed)]
-    index = {number: i for i, number in enumerate(pairs)}
-    comparisons = [Comparison(f, f * base_ms, t.number, pairs[t.number][0], trained[2 * index[t.number]],
-                              trained[2 * index[t.number] + 1]) for f, t in chosen.items()]
-    base = trained[-1]
-    seconds = time.perf_counter() - started
+    return base_ms, ratios, chosen
 
+
+def compare(problem: Problem, settings: Settings, chosen: Mapping[float, FrozenTrial], base_ms: float
+            ) -> tuple[list[Comparison], Network]:
+    """Each chosen trial against the base width-scaled to its latency, both trained again from the
+    same fresh seeds and re-measured side by side with the base."""
+    networks: dict[tuple[str, int], Network] = {}  # ("searched" | "scaled" | "base", trial): a trial chosen twice is compared once
+    widths: dict[int, float] = {}
+    for trial in chosen.values():
+        if trial.number in widths:
+            continue
+        point = problem.candidate(trial.params)
+        found = width_matching(problem, point.spec, settings.tolerance)
+        if found is None:
+            print(f"{PROG}: even the base at width 0.1 is slower than trial {trial.number}; it is left out", file=sys.stderr)
+            continue
+        widths[trial.number] = found[0]
+        scaled = problem.base_at_width(found[0])
+        networks[("searched", trial.number)] = Network(f"searched (trial {trial.number})", point.spec, point.proxy)
+        networks[("scaled", trial.number)] = Network(f"base x width {found[0]:g}", scaled.spec, scaled.proxy)
+    base = problem.base_at_width(1.0)
+    networks[("base", -1)] = Network(f"base {problem.space.base.name}", base.spec, base.proxy)
+    trained = retrain(problem, list(networks.values()), settings, settings.workers)
+    timed = problem.remeasure([n.spec for n in trained])
+    done = {key: replace(n, latency=t) for key, n, t in zip(networks, trained, timed, strict=True)}
+    comparisons = [Comparison(f, f * base_ms, t.number, widths[t.number], done[("searched", t.number)],
+                              done[("scaled", t.number)]) for f, t in chosen.items() if t.number in widths]
+    return comparisons, done[("base", -1)]
+
+
+def write_results(out_dir: Path, problem: Problem, study: optuna.Study, settings: Settings, comparisons: list[Comparison],
+                  base: Network, base_ms: float, ratios: Mapping[int, float], seconds: tuple[float, float]) -> dict[str, Any]:
+    """benchmark.csv, benchmark.png, benchmark.md and benchmark.json; ``base_ms``: the base's latency
+    the budgets are multiples of; ``seconds``: (in all, searching)."""
     rows = tables(comparisons, base)
     write_csv(out_dir / "benchmark.csv", COLUMNS, rows)
     plot(out_dir / "benchmark.png", comparisons, base)
     wins = sum(c.verdict == "search better" for c in comparisons)
-    fp = describe(timed[0].fingerprint)
+    assert base.latency is not None and problem.data is not None
+    data, train = problem.data, problem.evaluator.settings
     lines = [
-        f"# Search against width-scaling at the same latency: {problem.space.name} on {problem.data.name}", "",
-        f"- **latency**: re-measured side by side on {fp}; budgets are {', '.join(f'{f:g}x' for f in sorted(settings.budgets))} "
-        f"of the base's {base_ms:.2f} ms, applied to every trial re-measured side by side with the base",
+        f"# Search against width-scaling at the same latency: {problem.space.name} on {data.name}", "",
+        f"- **latency**: re-measured side by side on {describe(base.latency.fingerprint)}; budgets are "
+        f"{', '.join(f'{f:g}x' for f in sorted(settings.budgets))} of the base's {base_ms:.2f} ms, applied to every "
+        "trial re-measured side by side with the base",
         f"- **search**: NSGA-II, {len(study.trials)} trials on {settings.workers} worker(s), constraint "
-        f"{problem.budget_ms:.2f} ms; each trial trains {problem.evaluator_settings.epochs} epochs "
-        f"({problem.data.name}, {len(problem.data.train_y)} images at {problem.data.size}x{problem.data.size})",
+        f"{problem.budget_ms:.2f} ms; each trial trains {train.epochs} epochs ({data.name}, {len(data.train_y)} images at "
+        f"{data.size}x{data.size})",
         f"- **comparison**: both networks of a budget trained again from the same {settings.fresh_seeds} fresh seeds, "
         f"{settings.longer}x the trials' epochs; the difference is the paired mean ± its standard error, "
         "'search better' beyond 2 standard errors",
-        f"- **running time**: {seconds / 60:.1f} min ({(searched_at - started) / 60:.1f} min searching)", "",
+        f"- **running time**: {seconds[0] / 60:.1f} min ({seconds[1] / 60:.1f} min searching)", "",
         markdown_table(COLUMNS, [list(r.values()) for r in rows]),
         f"The search beat width-scaling by more than 2 standard errors at {wins} of {len(comparisons)} budgets.", "",
     ]
     write_atomic(out_dir / "benchmark.md", "\n".join(lines))
     summary = {
-        "space": problem.space.name, "data": problem.data.name, "base_ms": base_ms, "seconds": seconds,
-        "search_seconds": searched_at - started, "trials": len(study.trials), "wins": wins,
+        "space": problem.space.name, "data": data.name, "base_ms": base_ms, "seconds": seconds[0],
+        "search_seconds": seconds[1], "trials": len(study.trials), "wins": wins,
         "latency_ratios": ratios,  # completed trial -> its re-measured latency / the base's
         "comparisons": [{
             "fraction": c.fraction, "budget_ms": c.budget_ms, "trial": c.trial, "width": c.width,
-            "searched": {"accuracies": c.searched.accuracies, "latency": c.searched.latency.to_dict()},
-            "scaled": {"accuracies": c.scaled.accuracies, "latency": c.scaled.latency.to_dict()},
+            "searched": {"accuracies": c.searched.accuracies, "latency": c.searched.latency.to_dict()},  # type: ignore[union-attr]
+            "scaled": {"accuracies": c.scaled.accuracies, "latency": c.scaled.latency.to_dict()},  # type: ignore[union-attr]
             "difference": c.difference, "standard_error": c.standard_error, "verdict": c.verdict,
             "latency_ratio": c.latency_ratio,
         } for c in comparisons],
@@ -428,16 +434,28 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     }
     write_json(out_dir / "benchmark.json", summary)
     print("\n".join(lines[-3:]))
+    return summary
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """The whole benchmark; raises SpecError for bad input."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings, search = load(cfg)
+    problem = set_up(search, settings, out_dir)
+    study = run_search(problem, search, settings, out_dir)
+    searched = time.perf_counter() - started
+    base_ms, ratios, chosen = choose(problem, study, settings)
+    comparisons, base = compare(problem, settings, chosen, base_ms)
+    seconds = time.perf_counter() - started
+    summary = write_results(out_dir, problem, study, settings, comparisons, base, base_ms, ratios, (seconds, searched))
     print(f"benchmark took {seconds / 60:.1f} min; wrote {out_dir}")
     return summary
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="benchmark", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_app(PROG, lambda: run(cfg, out_dir), f"the search's study is in {out_dir} (study_name= and storage= resume it)", out_dir)
+def main() -> None:
+    hydra_command(PROG, "benchmark", run,
+                  lambda out_dir: f"the search's study is in {out_dir} (study_name= and storage= resume it)")()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import os
 import warnings
 import zlib
 from dataclasses import dataclass, replace
-from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -40,6 +39,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from archgen import SpecError
+from archgen.checks import check_setting, is_int, is_real
 from archgen.limits import MAX_INPUT_SIZE
 
 from .device import owned_cores
@@ -49,21 +49,6 @@ if TYPE_CHECKING:
 
 # torchvision is imported where a dataset needs it: importing it imports its models and
 # torch._dynamo, about 3 s that every command on digits or Fashion-MNIST's IDX files would pay
-
-
-def check_setting(setting: str, value: object, ok: bool, expected: str) -> None:
-    """Refuse a bad setting with the one-line message the CLIs print: ``data.size must be ..., got 0``."""
-    if not ok:
-        raise SpecError(f"{setting} must be {expected}, got {value!r}")
-
-
-# Python's bools are ints; as a setting, ``true`` for a size or a seed is a mistake, not a 1
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from archgen import SpecError
+from archgen.checks import check_setting, is_int
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_CHOICES = "one of auto, cpu, cuda or cuda:<index>"
@@ -40,6 +41,11 @@ def owned_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def check_threads(setting: str, threads: object) -> None:
+    """A thread count setting: a positive integer, or None for every core this process owns."""
+    check_setting(setting, threads, threads is None or (is_int(threads) and threads >= 1), "a positive integer or null")
 
 
 def is_device_name(name: object) -> bool:

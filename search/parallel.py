@@ -21,7 +21,8 @@ from typing import Callable, Iterator, Sequence
 from archgen import ModelSpec
 
 from .data import DataSettings, load_data
-from .evaluate import TrainResult, TrainSettings, TrialFailed, train
+from .evaluators import TrialFailed
+from .evaluators.train import TrainResult, TrainSettings, train
 
 
 @dataclass(frozen=True)

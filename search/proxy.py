@@ -41,20 +41,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import kendalltau
 
 from archgen import SpecError
-from archgen.cli import load_settings, run_app
+from archgen.checks import is_int
+from archgen.cli import hydra_command, load_settings
 from archgen.fileio import write_atomic, write_csv, write_json
 from archgen.report import markdown_table
 from archgen.space import Space
-from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, is_int, load_data
-from .evaluate import NaswotSettings, TrainSettings, TrialFailed, naswot
+from .data import DataSettings, load_data
+from .evaluators import TrialFailed
+from .evaluators.naswot import NaswotSettings, naswot
+from .evaluators.train import TrainSettings
 from .parallel import Job, run_jobs
 
 PROG = "search.proxy"
@@ -358,13 +359,9 @@ def run(cfg: DictConfig, out_dir: Path) -> list[ProtocolReport]:
     return reports
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="proxy", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_app(PROG, lambda: run(cfg, out_dir),
-            f"the trainings done are in {out_dir / 'evaluations.csv'} (resume={out_dir} takes up the rest)", out_dir)
+def main() -> None:
+    hydra_command(PROG, "proxy", run, lambda out_dir: (
+        f"the trainings done are in {out_dir / 'evaluations.csv'} (resume={out_dir} takes up the rest)"))()
 
 
 if __name__ == "__main__":

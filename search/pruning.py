@@ -27,10 +27,9 @@ from typing import Callable
 
 import optuna
 
-from archgen import SpecError
+from archgen.checks import check_setting, is_int
 
-from .data import check_setting, is_int
-from .evaluate import Report
+from .evaluators import Report
 
 PRUNERS = ("none", "median", "sha", "hyperband")
 
@@ -51,16 +50,8 @@ class PruningSettings:
         check_setting("pruning.reduction_factor", self.reduction_factor, is_int(self.reduction_factor) and self.reduction_factor >= 2, "an integer >= 2")
 
 
-def check_pruner(name: str, strategy: str) -> None:
-    if name not in PRUNERS:
-        raise SpecError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
-    if name != "none" and strategy == "pareto":
-        raise SpecError(f"pruner={name} needs a single objective (strategy=mnasnet or netadapt): Optuna cannot prune "
-                        "the trials of a multi-objective study; the Pareto search prunes the points over the budget instead")
-
-
 def make_pruner(name: str, settings: PruningSettings, max_epochs: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner ``name``; ``max_epochs``: the most epochs a trial reports (epochs x repeats)."""
+    """The Optuna pruner ``name`` (one of ``PRUNERS``); ``max_epochs``: the most epochs a trial reports."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs)
     if name == "sha":

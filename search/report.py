@@ -30,7 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 from archgen.cost.latency import Latency, describe
 from archgen.fileio import write_atomic, write_csv
 from archgen.report import SweepTable, job_order, markdown_table
-from .strategies.common import fail_reason
+
+from .trials import fail_reason
 
 
 SUMMARY = "summary.json"
@@ -57,7 +58,7 @@ class Entry:
     macs: int
     params: int
     budget_ms: float
-    fresh: tuple[float, ...] = ()  # accuracies from seeds no trial used (search.fresh_scores)
+    fresh: tuple[float, ...] = ()  # scores from seeds no trial used (search.baselines.fresh_scores)
 
     @property
     def meets(self) -> bool:

@@ -36,19 +36,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from archgen import SpecError, build, load_spec
-from archgen.cli import load_settings, run_app
+from archgen.checks import is_int
+from archgen.cli import hydra_command, load_settings
 from archgen.fileio import write_atomic, write_json
 from archgen.report import markdown_table
-from archgen.zoo import CONF_DIR
 
-from .data import DataSettings, is_int, load_data
-from .evaluate import TrainSettings, optimizer_for
+from .data import DataSettings, load_data
+from .evaluators.train import TrainSettings, optimizer_for
 from .device import Runtime
 
 PROG = "search.throughput"
@@ -188,25 +187,19 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="throughput", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-
-    def body() -> None:
-        result = measure(cfg)
-        text = report(result)
-        write_atomic(out_dir / "throughput.md", text + "\n")
-        write_json(out_dir / "throughput.json", result)
-        print(text)
-        print(f"took {result['seconds']:.0f} s; wrote {out_dir}", file=sys.stderr)
-
-    run_app(PROG, body, f"nothing was written to {out_dir}", out_dir)
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Time the variants, then write throughput.md and throughput.json."""
+    result = measure(cfg)
+    text = report(result)
+    write_atomic(out_dir / "throughput.md", text + "\n")
+    write_json(out_dir / "throughput.json", result)
+    print(text)
+    print(f"took {result['seconds']:.0f} s; wrote {out_dir}", file=sys.stderr)
+    return result
 
 
 def main() -> None:
-    _hydra_main()
+    hydra_command(PROG, "throughput", run, lambda out_dir: f"nothing was written to {out_dir}")()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The contract every block type meets, the registry that holds them, and the expander.
+"""The contract every block type meets, the registry that holds them, the chain walk and the expander.
 
 A block type is a class registered by the name specs use (``@register_block("bneck")``).
 It declares its table row as ``Row`` (a keyword-only dataclass built from
@@ -13,6 +13,10 @@ It declares its table row as ``Row`` (a keyword-only dataclass built from
 
 ``RowType`` entries (no module) only expand into other registered blocks, e.g. a VGG stage
 row into convolutions and a max-pool.
+
+``Chain`` feeds a block list through that contract (each block its predecessor's output, checked
+against ``input`` and sized with ``output_size``); the expander is one such walk, over a table's
+rows, and the expanded-form loader and ``spec.rechain`` are the others.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 from torch import nn
 
 from ..errors import SpecError
-from ..ir import BlockConfig, Size, fmt_shape
-from ..layers.context import BuildContext
+from ..ir import BLOCK_KEYS, BlockConfig, Size, fmt_shape
+from ..layers.context import ROUND_TO, BuildContext
 from ..layers.helpers import make_divisible
 from ..limits import MAX_BLOCKS, MAX_CHANNELS
 from ..registry import Registry
@@ -146,21 +150,61 @@ class Knobs:
     width_mult: float = 1.0  # channel multiplier (make_divisible-rounded)
     depth_mult: float = 1.0  # repeat multiplier for rows with an ``n`` column (ceil)
     dropout: float = 0.0  # rate of dropout rows that give no ``p``
-    round_to: int = 1  # make_divisible divisor for width-scaled channels
+    round_to: int = ROUND_TO  # make_divisible divisor for width-scaled channels
 
 
-class Expander:
+class Chain:
+    """A network's blocks fed one after another: each takes the previous one's output, its
+    channels and its (H, W) or a flat vector.
+
+    ``feed`` checks that a block's type takes what it gets (``RowType.input``), sizes its output
+    with the type's ``output_size`` and refuses a feature map that reaches zero. The refusals
+    name a block as the expanded form does (``blocks[i] (name, type)``); the ``Expander``, which
+    walks a table's rows, overrides them to name the row and the stage.
+    """
+
+    def __init__(self, in_chans: int, input_size: Size) -> None:
+        self.input_size = input_size  # the network's input (H, W)
+        self.chs = in_chans  # what the next block gets: channels (features, once flat)
+        self.size: Size = input_size  # and its (H, W); None once flat
+
+    def feed(self, cfg: BlockConfig, where: str) -> BlockConfig:
+        """``cfg`` given the chain's output as its input and its own ``out_size``; the chain's
+        output is then the block's. ``where`` names the block in a refusal."""
+        cls = BLOCKS.get(cfg.type)
+        if cls.input == "map" and self.size is None:
+            raise SpecError(self.needs_map(where))
+        if cls.input == "flat" and self.size is not None:
+            raise SpecError(self.needs_flat(where))
+        cfg = dataclasses.replace(cfg, in_chs=self.chs, in_size=self.size)
+        out_size = cls.output_size(cfg) if self.size is not None else None
+        if out_size is not None and min(out_size) < 1:
+            raise SpecError(self.reaches_zero(where, cfg))
+        self.chs, self.size = cfg.out_chs, out_size
+        return dataclasses.replace(cfg, out_size=out_size)
+
+    def needs_map(self, where: str) -> str:
+        return f"{where}: needs a feature map but gets a flat vector"
+
+    def needs_flat(self, where: str) -> str:
+        return f"{where}: needs a flat vector but gets a feature map"
+
+    def reaches_zero(self, where: str, cfg: BlockConfig) -> str:
+        return f"{where}: input_size {self.input_size} is too small: the feature map reaches zero here"
+
+
+class Expander(Chain):
     """Walks a spec's rows in order and collects the concrete ``BlockConfig`` list.
 
-    It carries the running channel count and feature-map size, applies width and depth
-    multipliers in one place, and names each block after its place in the module tree.
+    It feeds each block the running channel count and feature-map size (a ``Chain``), applies
+    width and depth multipliers in one place, and names each block after its place in the
+    module tree.
     """
 
     def __init__(self, knobs: Knobs, source: str) -> None:
+        super().__init__(knobs.in_chans, knobs.input_size)
         self.knobs = knobs
         self.source = source
-        self.chs = knobs.in_chans
-        self.size: Size = knobs.input_size
         self.blocks: list[BlockConfig] = []
         self.where = source
         self.used_repeats = False
@@ -224,7 +268,7 @@ class Expander:
         if not issubclass(cls, Block):
             raise SpecError(f"{self.where}: {type_name!r} is a row type, not a block that can be built")
         desc = f"{self.where} ({type_name})"
-        clash = sorted(set(args) & {"name", "type", "in", "out", "size"})
+        clash = sorted(set(args) & set(BLOCK_KEYS))
         if clash:  # a programming error of the block type: BlockConfig.to_dict writes these keys itself
             raise TypeError(f"{type_name}: block arg {clash[0]!r} collides with a key of the expanded form")
         for what, value in (("output channels", out_chs), ("expansion channels (exp)", exp)):
@@ -236,14 +280,7 @@ class Expander:
         if len(self.blocks) + len(self._row_blocks) >= MAX_BLOCKS:
             raise SpecError(f"{desc}: the network has more than {MAX_BLOCKS} blocks (after depth_mult "
                             f"{self.knobs.depth_mult:g}), over the limit")
-        if cls.input == "map" and self.size is None:
-            raise SpecError(
-                f"{desc}: needs a feature map but gets a flat vector of {self.chs} features; "
-                "it must come before the global_pool/flatten row"
-            )
-        if cls.input == "flat" and self.size is not None:
-            raise SpecError(f"{desc}: needs a flat vector; add a global_pool or flatten row before it")
-        if self._section == "stages" and stride > 1 and not self._row_opens_stage:
+        if self._section == "stages" and stride > 1:  # before the feed: a refusal names the stage it opens
             self._row_opens_stage = True
         cfg = BlockConfig(
             type=type_name,
@@ -260,21 +297,25 @@ class Expander:
             args=args,
             source=self.where,
         )
-        out_size = cls.output_size(cfg) if self.size is not None else None
-        if out_size is not None and min(out_size) < 1:
-            self._too_small(desc, cfg)
-        cfg = dataclasses.replace(cfg, out_size=out_size)
+        cfg = self.feed(cfg, desc)
         self._stride *= stride
         self._row_blocks.append(cfg)
-        self.chs, self.size = cfg.out_chs, out_size
         return cfg
 
-    def _too_small(self, desc: str, cfg: BlockConfig) -> None:
+    # -- refusals, naming the table row and the stage -------------------------------------
+    def needs_map(self, where: str) -> str:
+        return (f"{where}: needs a feature map but gets a flat vector of {self.chs} features; "
+                "it must come before the global_pool/flatten row")
+
+    def needs_flat(self, where: str) -> str:
+        return f"{where}: needs a flat vector; add a global_pool or flatten row before it"
+
+    def reaches_zero(self, where: str, cfg: BlockConfig) -> str:
         h, w = self.knobs.input_size
         stage = self._stage + (1 if self._row_opens_stage and self._section == "stages" else 0)
         at = f"stage {stage}" if self._section == "stages" else self._section
-        raise SpecError(
+        return (
             f"{self.source}: input_size {h}x{w} is too small: the feature map reaches zero at {at}, "
-            f"{desc.removeprefix(self.source + ': ')}, which gets {fmt_shape(cfg.in_chs, cfg.in_size)} "
+            f"{where.removeprefix(self.source + ': ')}, which gets {fmt_shape(cfg.in_chs, cfg.in_size)} "
             f"(total stride so far {self._stride}, this block's stride {cfg.stride}, kernel {cfg.kernel})"
         )

@@ -12,7 +12,7 @@
   and only the compiled runs are timed.
 
 ``prepare`` turns a module into the zero-argument run that ``latency.time_runs`` times, so every
-latency figure (``python -m archgen``, the lookup table, ``archgen.cost.validate``, the search)
+latency figure (``python -m archgen``, the lookup table, ``python -m archgen.validate``, the search)
 is measured in the backend its settings name, and the backend and its version are part of the
 fingerprint: figures of two backends never share a table.
 """
@@ -30,8 +30,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .. import export  # the module, not export_model: looked up when called, so tests can replace it
+from ..deploy import deploy
 from ..errors import SpecError
-from .ort_bench import LEVELS, session_options  # the target's timing script: one protocol on both sides
+# The protocol is defined in the script users copy to the target device, which cannot import
+# archgen; taking it from there keeps this machine's and the target's figures one protocol.
+from ..ort_bench import LEVELS, session_options
 
 BACKENDS = ("eager", "deployed", "onnxruntime", "compile")
 ORT_OPTIMIZATION = tuple(LEVELS)
@@ -71,8 +75,6 @@ def prepare(module: nn.Module, example: torch.Tensor, backend: str, device: str,
     module = module.eval()
     if backend == "eager":
         return functools.partial(module, example)
-    from ..deploy import deploy  # the inference form; imported here, as it imports the builder
-
     try:
         inference = module if raw and backend != "deployed" else deploy(module)
     except SpecError as e:
@@ -119,8 +121,6 @@ def _first_line(e: BaseException) -> str:
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, what: str) -> Path:
     """``module`` exported to ``path`` by ``export_model`` and checked; a failure is one line naming ``what``."""
-    from .. import export  # looked up when called: it imports onnxscript, seconds paid only by exports
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracing notes; its check is what counts
         try:

@@ -58,7 +58,7 @@ class LatencySettings:
     repeats: int = 50  # timed runs; the figure is their median
     backend: str = "eager"  # the runtime: eager, deployed, onnxruntime or compile (archgen.cost.backends)
     ort_optimization: str = "all"  # backend=onnxruntime: the session's graph optimisation level
-    table: str | None = None  # source=lut: a table timed on the target device (python -m archgen.cost.lut import)
+    table: str | None = None  # source=lut: a table timed on the target device (python -m archgen.target import)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

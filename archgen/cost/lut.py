@@ -29,7 +29,6 @@ import dataclasses
 import errno
 import hashlib
 import json
-import math
 import os
 import statistics
 import warnings
@@ -41,6 +40,7 @@ from filelock import FileLock
 
 from ..blocks import BLOCKS
 from ..builder import build
+from ..checks import is_finite
 from ..errors import SpecError
 from ..fileio import write_atomic
 from ..ir import BlockConfig
@@ -104,11 +104,8 @@ def _empty_table() -> dict[str, Any]:
     return {"entries": {}, "calibration": Calibration()}
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _context(spec: ModelSpec) -> BuildContext:
+def block_context(spec: ModelSpec) -> BuildContext:
+    """The model-wide settings each block of ``spec`` is built with, as ``ArchNet`` builds them."""
     return BuildContext(bn_eps=spec.bn_eps, bn_momentum=spec.bn_momentum, round_to=spec.round_to)
 
 
@@ -183,11 +180,11 @@ class LatencyTable:
         if data.get("format") != FORMAT or data.get("fingerprint") != self.fingerprint:
             raise _Damaged("written by another format or environment")
         entries = data["entries"]
-        if not all(_is_number(v) and v >= 0 for v in entries.values()):
+        if not all(is_finite(v) and v >= 0 for v in entries.values()):
             raise _Damaged("entries are not block -> finite milliseconds")
         fields = data.get("calibration", {})
         known = {f.name for f in dataclasses.fields(Calibration)}
-        if not isinstance(fields, dict) or not set(fields) <= known or not all(_is_number(v) for v in fields.values()):
+        if not isinstance(fields, dict) or not set(fields) <= known or not all(is_finite(v) for v in fields.values()):
             raise _Damaged(f"the calibration is not {{{', '.join(sorted(known))}}} -> finite numbers")
         calibration = Calibration(**fields)
         if calibration.scale <= 0 or calibration.networks < 0 or calibration.networks != int(calibration.networks):
@@ -229,7 +226,7 @@ class LatencyTable:
         machine's drift while they are timed moves them alike; returns how many were measured."""
         missing: dict[str, tuple[BlockConfig, BuildContext]] = {}
         for spec in specs:
-            ctx = _context(spec)
+            ctx = block_context(spec)
             for b in spec.blocks:
                 missing.setdefault(self.key(b, ctx.round_to), (b, ctx))
         missing = {k: v for k, v in missing.items() if k not in self.entries}
@@ -250,7 +247,7 @@ class LatencyTable:
     def predict(self, spec: ModelSpec) -> Prediction:
         """scale x (sum of the blocks' latencies) + overhead; before any calibration, the plain sum."""
         self.fill([spec])
-        ctx = _context(spec)
+        ctx = block_context(spec)
         blocks = tuple((b.name, self.block_ms(b, ctx)) for b in spec.blocks)
         c = self.calibration
         return Prediction(total_ms=c.scale * sum(ms for _, ms in blocks) + c.overhead_ms, blocks=blocks, calibration=c)
@@ -281,7 +278,7 @@ class LatencyTable:
 
 
 class TargetTable(LatencyTable):
-    """A table timed on another device (``ort_bench.py``, installed by ``python -m archgen.cost.lut
+    """A table timed on another device (``ort_bench.py``, installed by ``python -m archgen.target
     import``) and named by ``latency.table``: read-only, calibrated there, and a block it lacks is
     refused rather than guessed or timed here, where the figures would mean another device."""
 
@@ -298,7 +295,7 @@ class TargetTable(LatencyTable):
             head = json.loads(raw.decode("utf-8"))
             self.fingerprint = head["fingerprint"] if isinstance(head, dict) else None
             if not isinstance(self.fingerprint, dict) or self.fingerprint.get("backend") != "onnxruntime":
-                raise _Damaged("not an installed target table (python -m archgen.cost.lut import)")
+                raise _Damaged("not an installed target table (python -m archgen.target import)")
             if head.get("batch_size") != settings.batch_size:
                 raise _Damaged(f"timed at batch {head.get('batch_size')}, not latency.batch_size={settings.batch_size}")
             data = self._parse(raw)
@@ -313,12 +310,12 @@ class TargetTable(LatencyTable):
 
     def fill(self, specs: Iterable[ModelSpec]) -> int:
         for spec in specs:
-            ctx = _context(spec)
+            ctx = block_context(spec)
             for b in spec.blocks:
                 if self.key(b, ctx.round_to) not in self.entries:
                     raise SpecError(
                         f"latency.table={self.settings.table} has no entry for block {b.name} ({b.type}) of {spec.name}: "
-                        "export the blocks of this space (python -m archgen.cost.lut export space=...) and time them "
+                        "export the blocks of this space (python -m archgen.target export space=...) and time them "
                         "on the target")
         return 0
 
@@ -329,9 +326,3 @@ class TargetTable(LatencyTable):
 def open_table(settings: LatencySettings, cache_dir: Path | str | None = None) -> LatencyTable:
     """The table ``settings`` name: a target's (``latency.table``), else this machine's, built on demand."""
     return TargetTable(settings, cache_dir) if settings.table else LatencyTable(settings, cache_dir)
-
-
-if __name__ == "__main__":  # python -m archgen.cost.lut export ... | import ...: the target-device builder
-    from archgen.cost.target import main
-
-    main()

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..builder import build
 from ..errors import SpecError
 from ..spec import ModelSpec
 
@@ -60,8 +61,6 @@ def _size(n: float) -> str:
 
 def estimate(spec: ModelSpec, batch: int, training: bool) -> MemoryEstimate:
     """The memory ``spec`` needs at ``batch`` images, built and run on the meta device (nothing allocated)."""
-    from ..builder import build  # the builder imports the cost model's neighbours; import it when used
-
     with torch.device("meta"):
         model = build(spec)
     params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())

@@ -7,6 +7,10 @@ from functools import partial
 
 from torch import nn
 
+# make_divisible's divisor where a spec states no round_to: width-scaled channels and SE widths are
+# not rounded (the zoo's specs state their own, 8 for most, 1 for LeNet-5's 6 maps)
+ROUND_TO = 1
+
 
 @dataclass(frozen=True)
 class BuildContext:
@@ -14,7 +18,7 @@ class BuildContext:
 
     bn_eps: float = 1e-5  # BatchNorm epsilon (torchvision MobileNetV3 and GoogLeNet use 1e-3)
     bn_momentum: float = 0.1  # BatchNorm momentum (PyTorch convention: weight of the new batch)
-    round_to: int = 8  # divisor of make_divisible, also for SE squeeze widths
+    round_to: int = ROUND_TO  # divisor of make_divisible, also for SE squeeze widths
 
     def norm(self, chs: int) -> nn.BatchNorm2d:
         """A BatchNorm2d with the model's eps and momentum."""

@@ -1,25 +1,22 @@
-"""Search strategies by name (``strategy=``): MnasNet's reward, an NSGA-II Pareto search, NetAdapt."""
+"""Search strategies by name (``strategy=``):
+
+* ``mnasnet``: MnasNet's reward ``ACC x (LAT/T)^w``, maximised by TPE;
+* ``pareto``: NSGA-II over (score, latency) with the budget as a constraint;
+* ``netadapt``: NetAdapt's progressive shrinking, guided by the latency lookup table.
+
+A strategy is one module of this package that registers a ``Strategy`` dataclass
+(``search.strategies.base``), and its settings' section in ``conf/search.yaml``; every module
+here is imported, so a new file plugs in.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import importlib
+import pkgutil
 
-from archgen import SpecError
+from .base import STRATEGIES, Strategy, make_strategy, register_strategy
 
-from .netadapt import NetAdapt
-from .sampled import MnasNet, Pareto
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-STRATEGIES: dict[str, type] = {"mnasnet": MnasNet, "netadapt": NetAdapt, "pareto": Pareto}
-
-
-def make_strategy(name: str, settings: Mapping[str, Any] | None = None) -> MnasNet | Pareto | NetAdapt:
-    """The strategy ``name`` with its settings (the ``<name>:`` section of the config)."""
-    if name not in STRATEGIES:
-        raise SpecError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
-    cls = STRATEGIES[name]
-    settings = dict(settings or {})
-    known = tuple(cls.__dataclass_fields__)
-    unknown = [k for k in settings if k not in known]
-    if unknown:
-        raise SpecError(f"unknown setting {name}.{unknown[0]}; {name} has: {', '.join(known)}")
-    return cls(**settings)
+__all__ = ["STRATEGIES", "Strategy", "make_strategy", "register_strategy"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,16 +38,19 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from archgen import SpecError, build
+from archgen.checks import check_setting, is_int, is_real
 from archgen.fileio import write_atomic
 from archgen.inherit import inherit
-from archgen.space import KNOBS, parse_param
+from archgen.knobs import KNOBS
+from archgen.space import parse_param
 
-from ..evaluate import TrainSettings
+from ..evaluators import Trainer
 from ..problem import Problem
 from ..pruning import prunes, reporter
 from ..space import suggest
 from ..storage import Storage
-from .common import Callback, ask, completed, finished, guarded, record, run_trial
+from ..trials import Callback, ask, completed, finished, guarded, record, run_trial
+from .base import Strategy, register_strategy
 
 Params = dict[str, Any]
 Weights = dict[str, torch.Tensor]
@@ -68,8 +71,9 @@ def _key(params: Mapping[str, Any]) -> str:
     return json.dumps(dict(sorted(params.items())), sort_keys=True)
 
 
+@register_strategy("netadapt")
 @dataclass(frozen=True)
-class NetAdapt:
+class NetAdapt(Strategy):
     """NetAdapt's progressive shrinking, guided by the latency lookup table."""
 
     step: float = 0.02  # first iteration's latency cut, as a fraction of the base network's latency
@@ -81,26 +85,23 @@ class NetAdapt:
     lr: float = 0.005  # peak learning rate of both fine-tunes (no warmup, cosine decay): the weights are trained
     weights_dir: str = "outputs/search/netadapt"  # where a resumable search keeps the weights it needs
 
-    name = "netadapt"
-    directions = ("maximize",)
+    needs_table = True  # its proposals are chosen by the lookup table's latency
+    retries_lost = False  # a resumed NetAdapt proposes a lost trial's point again in its iteration
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.step, (int, float)) and 0 < self.step < 1):
-            raise SpecError(f"netadapt.step must be a fraction in (0, 1) of the base latency, got {self.step!r}")
-        if not (isinstance(self.decay, (int, float)) and 0 < self.decay <= 1):
-            raise SpecError(f"netadapt.decay must be a number in (0, 1], got {self.decay!r}")
-        if not isinstance(self.max_iterations, int) or self.max_iterations < 1:
-            raise SpecError(f"netadapt.max_iterations must be an integer >= 1, got {self.max_iterations!r}")
-        if not isinstance(self.inherit, bool):
-            raise SpecError(f"netadapt.inherit must be true or false, got {self.inherit!r}")
-        if not isinstance(self.short_steps, int) or isinstance(self.short_steps, bool) or self.short_steps < 1:
-            raise SpecError(f"netadapt.short_steps must be an integer >= 1, got {self.short_steps!r}")
-        if not isinstance(self.long_epochs, int) or isinstance(self.long_epochs, bool) or self.long_epochs < 0:
-            raise SpecError(f"netadapt.long_epochs must be an integer >= 0, got {self.long_epochs!r}")
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0):
-            raise SpecError(f"netadapt.lr must be a positive number, got {self.lr!r}")
-        if not isinstance(self.weights_dir, str) or not self.weights_dir:
-            raise SpecError(f"netadapt.weights_dir must be a folder, got {self.weights_dir!r}")
+        check_setting("netadapt.step", self.step, is_real(self.step) and 0 < self.step < 1,
+                      "a fraction in (0, 1) of the base latency")
+        check_setting("netadapt.decay", self.decay, is_real(self.decay) and 0 < self.decay <= 1, "a number in (0, 1]")
+        check_setting("netadapt.max_iterations", self.max_iterations, is_int(self.max_iterations) and self.max_iterations >= 1,
+                      "an integer >= 1")
+        check_setting("netadapt.inherit", self.inherit, isinstance(self.inherit, bool), "true or false")
+        check_setting("netadapt.short_steps", self.short_steps, is_int(self.short_steps) and self.short_steps >= 1,
+                      "an integer >= 1")
+        check_setting("netadapt.long_epochs", self.long_epochs, is_int(self.long_epochs) and self.long_epochs >= 0,
+                      "an integer >= 0")
+        check_setting("netadapt.lr", self.lr, is_real(self.lr) and self.lr > 0, "a positive number")
+        check_setting("netadapt.weights_dir", self.weights_dir, isinstance(self.weights_dir, str) and bool(self.weights_dir),
+                      "a folder")
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         # every trial is enqueued with its proposal's parameters; the sampler never chooses
@@ -134,7 +135,7 @@ class NetAdapt:
     # -- the loop -----------------------------------------------------------------------------
     def inherits(self, problem: Problem) -> bool:
         """Whether proposals start from the current network's weights (an evaluator that trains)."""
-        return self.inherit and problem.evaluator == "train"
+        return self.inherit and isinstance(problem.evaluator, Trainer)
 
     def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
             callbacks: Sequence[Callback]) -> None:
@@ -214,13 +215,11 @@ class NetAdapt:
         study.set_user_attr("netadapt_start", trial.number)
         return trial.number
 
-    def _settings(self, problem: Problem, initial: Weights | None) -> TrainSettings:
+    def _trainer(self, problem: Problem, initial: Weights | None) -> Trainer:
         """From scratch: the search's training. From inherited weights: the short-term fine-tune."""
-        settings = problem.evaluator_settings
-        assert isinstance(settings, TrainSettings)
-        if initial is None:
-            return settings
-        return replace(settings, steps=self.short_steps, warmup_epochs=0, lr=self.lr, repeats=1)
+        trainer = problem.evaluator
+        assert isinstance(trainer, Trainer)
+        return trainer if initial is None else trainer.with_schedule(steps=self.short_steps, lr=self.lr)
 
     def _evaluate(
         self, problem: Problem, study: optuna.Study, storage: Storage, p: Proposal, iteration: int,
@@ -232,14 +231,15 @@ class NetAdapt:
 
         def objective(trial: optuna.Trial) -> float:
             sample = guarded(trial, lambda: suggest(trial, problem.space))
-            report = reporter(trial, lambda accuracy: accuracy) if prunes(study) and problem.epochs else None
+            report = reporter(trial, lambda accuracy: accuracy) if prunes(study) and problem.evaluator.per_epoch else None
+            candidate = problem.candidate(sample.params, sample.spec)
             if self.inherits(problem):
                 start = None if parent is None else _inherited(problem, sample.params, parent, trial)
                 outcome, weights = guarded(trial, lambda: problem.finetune(
-                    sample.params, start, self._settings(problem, start), report, sample.spec))
+                    candidate, self._trainer(problem, start), start, report))
                 store.save(trial.number, weights)
             else:
-                outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, report=report))
+                outcome = guarded(trial, lambda: problem.evaluate(candidate, report=report))
             record(trial, problem, outcome)
             return outcome.score
 
@@ -254,8 +254,8 @@ class NetAdapt:
         final = study.user_attrs.get("netadapt_final")
         if best is None or (final is not None and final["trial"] == best.number and final["epochs"] == self.long_epochs):
             return
-        settings = replace(self._settings(problem, None), epochs=self.long_epochs, steps=None, warmup_epochs=0, lr=self.lr)
-        outcome, weights = problem.finetune(best.params, store.load(best.number), settings)
+        trainer = self._trainer(problem, None).with_schedule(epochs=self.long_epochs, lr=self.lr)
+        outcome, weights = problem.finetune(problem.candidate(best.params), trainer, store.load(best.number))
         path = store.save("final", weights)
         study.set_user_attr("netadapt_final", {"trial": best.number, "epochs": self.long_epochs, "accuracy": outcome.score,
                                                "seconds": outcome.seconds, "weights": str(path.resolve())})
@@ -269,6 +269,24 @@ class NetAdapt:
         if "netadapt_start" in study.user_attrs:
             return study.trials[study.user_attrs["netadapt_start"]]
         return max(completed(study), key=lambda t: t.value, default=None)
+
+    def notes(self, problem: Problem, study: optuna.Study) -> list[str]:
+        """Why it stopped, and the chosen network's long-term fine-tune."""
+        notes = [study.user_attrs["netadapt_stop"]] if "netadapt_stop" in study.user_attrs else []
+        final = study.user_attrs.get("netadapt_final")
+        if final is not None:
+            notes.append(f"NetAdapt's long-term fine-tune: trial {final['trial']} trained {final['epochs']} more epochs "
+                         f"from its weights reaches {problem.metric} {final['accuracy']:.4f} (weights: best.pt)")
+        return notes
+
+    def summary(self, problem: Problem, study: optuna.Study) -> dict[str, Any]:
+        return {"netadapt_final_score": (study.user_attrs.get("netadapt_final") or {}).get("accuracy")}
+
+    def write(self, study: optuna.Study, out_dir: Path) -> None:
+        """``best.pt``: the chosen network's weights after the long-term fine-tune."""
+        final = study.user_attrs.get("netadapt_final")
+        if final is not None and Path(final["weights"]).is_file():
+            write_atomic(out_dir / "best.pt", Path(final["weights"]).read_bytes())
 
 
 def _replay(params: Mapping[str, Any]) -> Callable[[str, str, list[Any]], Any]:

@@ -1,42 +1,22 @@
-"""Strategies driven by an Optuna sampler: each trial samples a point of the space and is evaluated.
+"""What the strategies driven by an Optuna sampler share: each trial samples a point of the
+space (``search.space.suggest``), is timed, and is evaluated unless it is pruned first.
 
-* ``mnasnet`` (Tan et al. 2019, "MnasNet: Platform-Aware Neural Architecture Search for
-  Mobile", Sec. 3, Eq. 2): maximise ``ACC(m) x (LAT(m) / T) ** w`` with ``w = alpha`` when
-  LAT <= T and ``w = beta`` above it. The soft constraint is alpha = beta = -0.07 (the paper's
-  choice: a model twice as slow must be about 5 % more accurate to score the same); the hard
-  constraint is alpha = 0, beta = -1. MnasNet trained an RL controller; here Optuna's TPE
-  sampler proposes the points (or any sampler named in ``mnasnet.sampler``).
-* ``pareto``: NSGA-II (Deb et al. 2002) over (accuracy up, latency down), with
-  ``latency <= budget`` as a constraint of every trial (``Trial.set_constraint``), which
-  NSGA-II's selection honours; the result is the Pareto front of the feasible trials. A point
-  over the budget is pruned once its latency is known, untrained (``pareto.train_over_budget``):
-  NSGA-II's constrained domination ranks every feasible point above it whatever its accuracy,
-  and in a space that reaches 5x the base's latency most random points are over a tight budget.
+Every worker's sampler draws trial n with its own seed (``SeededPerTrial``), so one worker
+repeats its trials exactly for a fixed seed and workers that share a study draw different points.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
-
-from archgen import SpecError
+from optuna.trial import FrozenTrial, TrialState
 
 from ..problem import Outcome, Problem
 from ..pruning import prunes, reporter
 from ..space import suggest
 from ..storage import Storage
-from .common import Callback, SeededPerTrial, completed, feasible, guarded, record, run_trials, score_of
-
-SAMPLERS = ("tpe", "random")
-
-
-def reward(score: float, latency_ms: float, budget_ms: float, alpha: float, beta: float) -> float:
-    """MnasNet's objective, Eq. 2: ``score x (latency / budget) ** w``, w = alpha within the budget, beta above."""
-    w = alpha if latency_ms <= budget_ms else beta
-    return score * (latency_ms / budget_ms) ** w
+from ..trials import Callback, guarded, record, run_trials
 
 
 def optimize(
@@ -54,7 +34,7 @@ def optimize(
     ``prune_over_budget``: a point whose latency is over the budget is pruned, not evaluated.
     ``intermediate(score, latency)``: the value a trial reports after each epoch, for the
     study's pruner (none: the trials do not report)."""
-    report_each_epoch = intermediate is not None and prunes(study) and problem.epochs
+    report_each_epoch = intermediate is not None and prunes(study) and problem.evaluator.per_epoch
 
     def objective(trial: optuna.Trial) -> float | Sequence[float]:
         sample = guarded(trial, lambda: suggest(trial, problem.space))
@@ -65,94 +45,44 @@ def optimize(
             trial.set_user_attr("fail_reason", reason)
             raise optuna.TrialPruned(reason)
         report = reporter(trial, lambda score: intermediate(score, latency)) if report_each_epoch else None  # type: ignore[misc]
-        outcome = guarded(trial, lambda: problem.evaluate(sample.params, sample.spec, latency, report))
+        outcome = guarded(trial, lambda: problem.evaluate(problem.candidate(sample.params, sample.spec), latency, report))
         record(trial, problem, outcome)
         return values(outcome)
 
     run_trials(study, storage, n_trials, objective, callbacks)
 
 
-@dataclass(frozen=True)
-class MnasNet:
-    """MnasNet's reward, maximised by a sampler (TPE by default)."""
+class SeededPerTrial(optuna.samplers.BaseSampler):
+    """A sampler whose trial n draws with its own seed, derived from (seed, n).
 
-    alpha: float = -0.07
-    beta: float = -0.07
-    hard: bool = False  # the hard constraint: alpha = 0, beta = -1
-    sampler: str = "tpe"
-    startup_trials: int = 10  # TPE: random trials before it models the objective
+    One worker then repeats its trials exactly for a fixed seed, and workers that share a study
+    (each with the same seed, as one command line started several times) draw different points
+    instead of the same sequence. TPE, NSGA-II and random sampling keep no state between trials
+    but their random generator (they read the history from the study), so a fresh sampler per
+    trial is the same algorithm.
+    """
 
-    name = "mnasnet"
-    directions = ("maximize",)
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make = make
+        self._seed = seed
+        self._current: tuple[int, optuna.samplers.BaseSampler] | None = None
 
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise SpecError(f"mnasnet.sampler must be one of: {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if not isinstance(self.startup_trials, int) or self.startup_trials < 1:
-            raise SpecError(f"mnasnet.startup_trials must be an integer >= 1, got {self.startup_trials!r}")
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        if self._current is None or self._current[0] != trial.number:
+            self._current = (trial.number, self._make((self._seed * 1_000_003 + trial.number) % 2**32))
+        return self._current[1]
 
-    @property
-    def weights(self) -> tuple[float, float]:
-        return (0.0, -1.0) if self.hard else (self.alpha, self.beta)
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._for(trial).infer_relative_search_space(study, trial)
 
-    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        if self.sampler == "random":
-            return SeededPerTrial(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
-        return SeededPerTrial(lambda s: optuna.samplers.TPESampler(seed=s, n_startup_trials=self.startup_trials), seed)
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
 
-    def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
-            callbacks: Sequence[Callback]) -> None:
-        alpha, beta = self.weights
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
 
-        def value(score: float, latency_ms: float) -> float:
-            return reward(score, latency_ms, problem.budget_ms, alpha, beta)
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
 
-        optimize(problem, study, storage, n_trials, lambda o: value(o.score, o.latency_ms), callbacks, intermediate=value)
-
-    def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
-        """The highest reward within the budget; if no trial is within it, the highest reward."""
-        trials = completed(study)
-        within = [t for t in trials if feasible(t, problem.budget_ms)]
-        return max(within or trials, key=lambda t: t.value, default=None)
-
-
-@dataclass(frozen=True)
-class Pareto:
-    """NSGA-II over (score, latency) with the budget as a constraint."""
-
-    population: int = 20
-    train_over_budget: bool = False  # False: a point over the budget is pruned once its latency is known
-
-    name = "pareto"
-    directions = ("maximize", "minimize")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.population, int) or self.population < 2:
-            raise SpecError(f"pareto.population must be an integer >= 2, got {self.population!r}")
-        if not isinstance(self.train_over_budget, bool):
-            raise SpecError(f"pareto.train_over_budget must be true or false, got {self.train_over_budget!r}")
-
-    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return SeededPerTrial(lambda s: optuna.samplers.NSGAIISampler(population_size=self.population, seed=s), seed)
-
-    def run(self, problem: Problem, study: optuna.Study, storage: Storage, n_trials: int,
-            callbacks: Sequence[Callback]) -> None:
-        optimize(problem, study, storage, n_trials, lambda o: (o.score, o.latency_ms), callbacks,
-                 prune_over_budget=not self.train_over_budget)
-
-    def best(self, problem: Problem, study: optuna.Study) -> FrozenTrial | None:
-        """The most accurate trial within the budget (the front's end at the budget)."""
-        front = pareto_front(completed(study), problem)
-        return max(front, key=lambda t: score_of(t, problem.metric), default=None)
-
-
-def pareto_front(trials: Sequence[FrozenTrial], problem: Problem) -> list[FrozenTrial]:
-    """The trials within the budget that no other such trial beats on both score and latency."""
-    pts = [t for t in trials if feasible(t, problem.budget_ms)]
-
-    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
-        sa, sb = score_of(a, problem.metric), score_of(b, problem.metric)
-        la, lb = a.user_attrs["latency_ms"], b.user_attrs["latency_ms"]
-        return sa >= sb and la <= lb and (sa > sb or la < lb)
-
-    return sorted((t for t in pts if not any(dominates(o, t) for o in pts)), key=lambda t: t.user_attrs["latency_ms"])
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        self._for(trial).after_trial(study, trial, state, values)

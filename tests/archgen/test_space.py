@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import archgen
-from archgen.space import KNOBS, Space, list_spaces
+from archgen.knobs import KNOBS
+from archgen.space import Space, list_spaces
 
 SPACES = list_spaces()
 
@@ -110,6 +111,26 @@ def test_vovnet_knobs_change_the_osa_modules():
     base_osa = [b for b in space.base.stage_blocks(1) if b.type == "osa"]
     assert osa and all(b.args["layer_per_block"] == 3 and b.args["depthwise"] for b in osa)
     assert [b.exp for b in osa] == [archgen.make_divisible(b.exp * 1.25, 8) for b in base_osa]
+
+
+def test_choices_are_made_depth_then_width_then_per_stage_then_per_block():
+    """The order a seed's draws (and an Optuna trial's parameters) follow: a recorded study replays in it."""
+    space = Space({"base": "mbv3_large", "stages": [1, 2], "per_stage": {"k": [3, 5], "width": [1.0, 1.25], "depth": [0, 1]},
+                   "per_block": {"se": [False, True], "se_from": ["in", "exp"]}})
+    names = list(space.sample(lambda name, knob, values: values[0]).params)
+    per_block = [f"s{s}_b{j}_{k}" for s in (1, 2) for j in range(len(space.base.stage_blocks(s))) for k in ("se", "se_from")]
+    assert names == ["s1_depth", "s1_width", "s2_depth", "s2_width", "s1_k", "s2_k", *per_block]
+
+
+# -- knobs as objects ---------------------------------------------------------------------------
+
+
+def test_the_nearest_point_of_a_stage_that_only_grows_copies_its_last_block():
+    space = Space({"base": "mbv3_large", "stages": [2], "per_stage": {"depth": [1, 2]}, "per_block": {"k": [3, 5]}})
+    point = space.nearest_to_base()
+    kernels = [b.kernel for b in space.base.stage_blocks(2)]
+    assert point.params["s2_depth"] == 1
+    assert [b.kernel for b in point.spec.stage_blocks(2)] == kernels + kernels[-1:]
 
 
 EFFICIENTNET_SPACE = {"base": "efficientnet_b0", "per_block": {"k": [3, 5], "se": [0, 0.25], "se_from": ["in", "exp"]}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+import importlib
 
 import pytest
 import torch
@@ -13,30 +13,23 @@ import yaml
 from torch import nn
 
 import archgen
-from archgen import rows
+from archgen.blocks.base import Chain, Expander, Knobs
+from archgen.ir import BLOCK_KEYS, BlockConfig
+from archgen.spec import rechain
 from archgen.zoo import model_path
-from tests.conftest import num_params, randomize_bn
+from tests.conftest import num_params, randomize_bn, user_block_module
 
 MBV3 = yaml.safe_load(model_path("mbv3_small").read_text())
+USER_BLOCK = "test_spec_double_conv"  # a block type name is registered once per process: this module's own
 
 
-@archgen.register_block("test_spec_double_conv")
-class DoubleConv(archgen.Block):
-    """Two 3x3 convs with bias, the first strides: a user's block registered from a test module."""
-
-    @dataclass(frozen=True, kw_only=True)
-    class Row:
-        c: int = rows.channels("output channels")
-        n: int = rows.repeats()
-        s: int = rows.stride()
-
-    def __init__(self, cfg: archgen.BlockConfig, ctx) -> None:
-        super().__init__(cfg, ctx)
-        self.a = nn.Conv2d(cfg.in_chs, cfg.out_chs, 3, cfg.stride, 1)
-        self.b = nn.Conv2d(cfg.out_chs, cfg.out_chs, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.b(self.a(x))
+@pytest.fixture
+def double_conv(tmp_path, monkeypatch) -> type:
+    """The conftest's user block type (two 3x3 convs, the first strides), registered as
+    ``USER_BLOCK`` by importing its module from outside the package, as a user would."""
+    user_block_module(tmp_path, "test_spec_user_block", USER_BLOCK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module("test_spec_user_block").DoubleConv  # imported (and registered) once
 
 
 def _dicts(spec: archgen.ModelSpec) -> list[dict]:
@@ -278,6 +271,89 @@ def test_an_expanded_spec_without_a_classifier_refuses_new_classes(tmp_path):
         archgen.load_spec(path, num_classes=10)
 
 
+@pytest.mark.parametrize("name", archgen.list_models())
+def test_a_block_reads_back_from_its_expanded_form(name):
+    for b in archgen.load_spec(name).blocks:
+        data = b.to_dict()
+        assert set(data) - set(BLOCK_KEYS) == set(b.args)
+        again = BlockConfig.from_dict(data, b.source)
+        assert again.out_size is None  # derived by the chain walk, not written
+        assert dataclasses.replace(again, out_size=b.out_size) == b
+        assert again.to_dict() == data
+
+
+def test_from_dict_fills_what_the_expanded_form_leaves_out():
+    b = BlockConfig.from_dict({"name": "head.1", "type": "linear", "in": 960, "out": 10, "scale": "width", "pads": [1, 2]})
+    assert (b.in_size, b.stride, b.kernel, b.exp, b.se, b.act) == (None, 1, None, None, 0.0, None)
+    assert b.args == {"scale": "width", "pads": (1, 2)}  # YAML lists come back as the tuples they were
+    se = BlockConfig.from_dict({"name": "stages.0.0", "type": "bneck", "in": 16, "out": 16, "size": [56, 56], "se": 1})
+    assert se.in_size == (56, 56) and se.se == 1.0 and isinstance(se.se, float)
+
+
+# -- the chain walk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", archgen.list_models())
+def test_the_chain_gives_each_block_its_input_and_its_output_size(name):
+    """Fed a zoo network's blocks without their inputs and output sizes, the chain derives them all."""
+    spec = archgen.load_spec(name)
+    chain = Chain(spec.in_chans, spec.input_size)
+    bare = [dataclasses.replace(b, in_chs=0, in_size=None, out_size=None) for b in spec.blocks]
+    assert [chain.feed(b, b.name) for b in bare] == list(spec.blocks)
+    assert (chain.chs, chain.size) == (spec.num_classes, None)
+
+
+def _block(type_name: str, **fields) -> BlockConfig:
+    return BlockConfig(type=type_name, name="x", in_chs=0, out_chs=8, in_size=None, out_size=None, **fields)
+
+
+@pytest.mark.parametrize(
+    "chs, size, block, message",
+    [
+        (8, None, _block("conv", kernel=3), "here: needs a feature map but gets a flat vector"),
+        (8, (7, 7), _block("linear"), "here: needs a flat vector but gets a feature map"),
+        (8, (2, 2), _block("maxpool", kernel=3, stride=2, args={"p": 0, "ceil": False}),
+         "here: input_size (2, 2) is too small: the feature map reaches zero here"),
+    ],
+    ids=["map_block_fed_flat", "flat_block_fed_a_map", "reaches_zero"],
+)
+def test_the_chain_refuses_what_a_block_cannot_take_and_stays_where_it_was(chs, size, block, message):
+    chain = Chain(chs, size)
+    with pytest.raises(archgen.SpecError) as err:
+        chain.feed(block, "here")
+    assert str(err.value) == message
+    assert (chain.chs, chain.size) == (chs, size)
+
+
+def test_the_expander_names_the_table_row_and_stage_where_the_chain_breaks():
+    ex = Expander(Knobs(in_chans=3, input_size=(2, 2)), "net.yaml")
+    ex.begin_row("stages", "net.yaml: body row 1")
+    with pytest.raises(archgen.SpecError) as err:
+        ex.emit("maxpool", 3, stride=2, kernel=3, p=0, ceil=False)
+    assert str(err.value) == (
+        "net.yaml: input_size 2x2 is too small: the feature map reaches zero at stage 0, body row 1 (maxpool), "
+        "which gets 3x2x2 (total stride so far 1, this block's stride 2, kernel 3)"
+    )
+
+
+def test_rechain_refuses_as_the_expanded_form_does_naming_the_block():
+    spec = archgen.load_spec("alexnet")
+    with pytest.raises(archgen.SpecError) as err:
+        rechain(dataclasses.replace(spec, input_size=(4, 4)), spec.blocks, "net")
+    assert str(err.value) == "net: blocks[1] (stages.0.0, conv): input_size (4, 4) is too small: the feature map reaches zero here"
+    flat_first = [spec.blocks[-1], *spec.blocks[1:]]
+    with pytest.raises(archgen.SpecError, match=r"^net: blocks\[1\] \(head.0, linear\): needs a flat vector but gets a feature map$"):
+        rechain(spec, flat_first, "net")
+
+
+def test_a_block_type_may_not_name_an_arg_after_a_key_of_the_expanded_form():
+    ex = Expander(Knobs(), "net.yaml")
+    ex.begin_row("stages", "net.yaml: body row 1")
+    for key in sorted(set(BLOCK_KEYS) - {"exp", "se"}):  # those two are emit's own parameters
+        with pytest.raises(TypeError, match=f"conv: block arg '{key}' collides with a key of the expanded form"):
+            ex.emit("conv", 8, kernel=3, p=1, bn=True, **{key: 1})
+
+
 # -- knob presets (base:), BatchNorm settings, YAML numbers ---------------------------------------
 
 
@@ -353,18 +429,18 @@ def test_an_unknown_block_type_says_how_to_register_ones_own():
 # -- the registry and user blocks ------------------------------------------------------------------
 
 
-def test_registering_a_taken_name_or_alias_raises_value_error():
-    class Other(DoubleConv):
+def test_registering_a_taken_name_or_alias_raises_value_error(double_conv):
+    class Other(double_conv):
         pass
 
     with pytest.raises(ValueError, match="'bneck'"):
         archgen.register_block("bneck")(Other)
     with pytest.raises(ValueError, match="'conv'"):
         archgen.register_block("test_spec_fresh_name", aliases=("conv",))(Other)
-    with pytest.raises(ValueError, match="'test_spec_double_conv'"):
-        archgen.register_block("test_spec_double_conv")(Other)
+    with pytest.raises(ValueError, match=f"'{USER_BLOCK}'"):
+        archgen.register_block(USER_BLOCK)(Other)
     assert archgen.BLOCKS.get("bneck").__name__ == "MBv3Bneck"
-    assert archgen.BLOCKS.get("test_spec_double_conv") is DoubleConv
+    assert archgen.BLOCKS.get(USER_BLOCK) is double_conv
     assert "test_spec_fresh_name" not in archgen.BLOCKS
 
 
@@ -380,10 +456,10 @@ def test_register_block_refuses_what_is_not_a_block():
     assert "test_spec_not_a_block" not in archgen.BLOCKS and "test_spec_no_row" not in archgen.BLOCKS
 
 
-def test_a_user_block_builds_from_a_spec_and_its_params_are_counted(tmp_path):
+def test_a_user_block_builds_from_a_spec_and_its_params_are_counted(tmp_path, double_conv):
     data = {
         "name": "user", "num_classes": 5, "input_size": 32,
-        "body": {"type": "test_spec_double_conv", "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
+        "body": {"type": USER_BLOCK, "columns": ["c", "n", "s"], "rows": [[8, 1, 2], [16, 2, 2]]},
         "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
     }
     spec = archgen.load_spec(data)
@@ -397,9 +473,9 @@ def test_a_user_block_builds_from_a_spec_and_its_params_are_counted(tmp_path):
     expected = conv3x3(3, 8) + conv3x3(8, 8) + conv3x3(8, 16) + conv3x3(16, 16) + 2 * conv3x3(16, 16) + 16 * 5 + 5
     model = archgen.build(spec).eval()
     assert num_params(model) == archgen.count(spec).params == expected
-    assert isinstance(model.get_submodule("stages.1.1"), DoubleConv)
+    assert isinstance(model.get_submodule("stages.1.1"), double_conv)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 5)
     assert _dicts(_round_trip(spec, tmp_path)) == _dicts(spec)
-    with pytest.raises(archgen.SpecError, match=r"body row 2 \(test_spec_double_conv\): field 's' must be 1 or 2"):
+    with pytest.raises(archgen.SpecError, match=rf"body row 2 \({USER_BLOCK}\): field 's' must be 1 or 2"):
         archgen.load_spec({**data, "body": {**data["body"], "rows": [[8, 1, 2], [16, 2, 3]]}})

@@ -13,7 +13,7 @@ import yaml
 import archgen
 from archgen.space import Space, list_spaces
 from archgen.table_form import dump
-from search.__main__ import best_as_table
+from search.outputs import best_as_table
 from tests.conftest import zoo_table
 
 # the shipped spaces, and spaces over the new families and over a base at other multipliers

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import archgen
-from tests.conftest import num_params
+from tests.conftest import block_outputs, num_params
 
 from .references import REFERENCES
 
@@ -26,16 +26,12 @@ def test_param_count_equals_reference(name):
 @pytest.mark.parametrize("name", ZOO)
 def test_forward_gives_the_shapes_the_spec_predicts(name):
     spec = archgen.load_spec(name)
-    x = torch.randn(1, spec.in_chans, *spec.input_size)
-    model = archgen.build(spec).eval()
-    with torch.no_grad():
-        features = [model.stem(x)]
-        for stage in model.stages:
-            features.append(stage(features[-1]))
-        logits = model.head(features[-1])
-    assert tuple(logits.shape[1:]) == spec.output_shape == (spec.num_classes,)
-    for info, feat in zip(spec.feature_info(), features[1:], strict=True):
-        assert feat.shape[1] == info["num_chs"]
+    model = archgen.build(spec)
+    shapes = block_outputs(model, torch.randn(1, spec.in_chans, *spec.input_size))
+    predicted = {b.name: (b.out_chs,) if b.out_size is None else (b.out_chs, *b.out_size) for b in spec.blocks}
+    assert shapes == predicted  # every block's channels and (H, W), or its flat width
+    assert shapes[spec.blocks[-1].name] == spec.output_shape == (spec.num_classes,)
+    for s, info in enumerate(spec.feature_info()):
+        assert shapes[spec.stage_blocks(s)[-1].name][0] == info["num_chs"]
     for block in spec.blocks:
-        module = model.get_submodule(block.name)
-        assert module is not None
+        assert type(model.get_submodule(block.name)) is archgen.BLOCKS.get(block.type)

@@ -56,7 +56,7 @@ def compose_search(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 def run_search(compose_search: Callable[..., DictConfig], out_dir: Path, *overrides: str) -> dict[str, Any]:
-    from search.__main__ import run
+    from search.pipeline import run
 
     return run(compose_search(*overrides), out_dir)
 

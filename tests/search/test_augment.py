@@ -1,4 +1,4 @@
-"""``search.evaluate.augment``: a random crop of the zero-padded image and a left-right flip (the
+"""``search.evaluators.train.augment``: a random crop of the zero-padded image and a left-right flip (the
 CIFAR recipe of He et al. 2016, Sec. 4.2), seeded; and ``train.augment`` in a training."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import archgen
 from archgen.space import Space
 from search.data import DataSettings, load_data
-from search.evaluate import TrainSettings, augment, train
+from search.evaluators.train import TrainSettings, augment, train
 
 from .conftest import SPACE
 

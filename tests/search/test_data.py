@@ -15,7 +15,7 @@ from PIL import Image
 
 import archgen
 from search.data import DATASETS, DataSettings, load_data
-from search.evaluate import TrainSettings, train
+from search.evaluators.train import TrainSettings, train
 
 N_DIGITS = 1797  # sklearn's load_digits
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -11,7 +11,8 @@ import torch
 from archgen import SpecError, load_spec
 from search.data import DataSettings, load_data
 from search.device import Runtime, owned_cores, resolve_device, resolve_precision
-from search.evaluate import NaswotSettings, TrainSettings, naswot, train
+from search.evaluators.naswot import NaswotSettings, naswot
+from search.evaluators.train import TrainSettings, train
 from search.parallel import pin
 
 CUDA = torch.cuda.is_available()

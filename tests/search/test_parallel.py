@@ -13,7 +13,8 @@ import pytest
 
 from archgen.space import Space
 from search.data import DataSettings, load_data
-from search.evaluate import TrainResult, TrainSettings, TrialFailed, train
+from search.evaluators import TrialFailed
+from search.evaluators.train import TrainResult, TrainSettings, train
 from search.parallel import Job, train_all
 
 from .conftest import SPACE

@@ -19,7 +19,7 @@ from scipy.stats import kendalltau
 from archgen import SpecError
 from archgen.space import Space
 from search.data import DataSettings, load_data
-from search.evaluate import TrainSettings, train
+from search.evaluators.train import TrainSettings, train
 from search.proxy import REFERENCE, compare, make_protocols, report, tau, tau_interval
 
 from .conftest import SPACE

@@ -10,10 +10,12 @@ from archgen import SpecError
 from archgen.space import Space
 from search.storage import open_storage
 from search.data import DataSettings, load_data
-from search.evaluate import TrainSettings, train
-from search.pruning import PRUNERS, PruningSettings, check_pruner, make_pruner
+from search.evaluators.train import TrainSettings, train
+from search.pruning import PRUNERS, PruningSettings, make_pruner
 from search.space import suggest
-from search.strategies.common import ask
+from search.strategies import STRATEGIES, make_strategy
+from search.study import check_pruner
+from search.trials import ask
 
 from .conftest import fast_overrides, run_search
 from .test_search import PNG
@@ -84,11 +86,21 @@ def test_each_pruner_is_optunas(name, kind):
     assert name in PRUNERS and isinstance(make_pruner(name, PruningSettings(), max_epochs=4), kind)
 
 
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_a_strategy_takes_a_pruner_exactly_when_it_says_so(name):
+    strategy = make_strategy(name)
+    check_pruner("none", strategy)
+    if strategy.takes_pruner:
+        check_pruner("median", strategy)
+        assert len(strategy.directions) == 1  # Optuna prunes single-objective studies only
+    else:
+        with pytest.raises(SpecError, match=f"pruner=median needs a single objective .*; strategy={name} prunes"):
+            check_pruner("median", strategy)
+
+
 def test_pareto_takes_no_pruner_and_bad_settings_are_named():
-    check_pruner("median", "mnasnet")
-    with pytest.raises(SpecError, match="pruner=median needs a single objective"):
-        check_pruner("median", "pareto")
+    assert not make_strategy("pareto").takes_pruner and make_strategy("mnasnet").takes_pruner
     with pytest.raises(SpecError, match="unknown pruner 'asha'; known: none, median, sha, hyperband"):
-        check_pruner("asha", "mnasnet")
+        check_pruner("asha", make_strategy("mnasnet"))
     with pytest.raises(SpecError, match="pruning.reduction_factor must be an integer >= 2, got 1"):
         PruningSettings(reduction_factor=1)

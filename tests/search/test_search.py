@@ -22,10 +22,15 @@ import archgen
 from archgen.cost.latency import LatencySettings
 from archgen.space import Space
 from search.data import DataSettings, load_data
-from search.evaluate import NaswotSettings, TrainSettings, TrialFailed, train
+from search.evaluators import TrialFailed
+from search.evaluators.naswot import Naswot
+from search.evaluators.train import TrainSettings, train
 from archgen.cli import path_component
-from search.__main__ import check_budget, register_resolvers
+from search.__main__ import register_resolvers
+from search.pipeline import check_budget
+from search.evaluators import EVALUATORS
 from search.storage import open_storage
+from search.strategies import STRATEGIES
 from search.problem import Problem
 
 from tests.conftest import user_block_module
@@ -65,22 +70,25 @@ def _with_width(space_file: Path) -> Path:
 
 def _halfway_budget(space_file: Path) -> float:
     """A budget between the space's cheapest point and the base, by the lookup table NetAdapt uses."""
-    problem = Problem(space_file, 1.0, LatencySettings(source="lut", **NETADAPT_TIMING), "naswot", NaswotSettings(),
-                      DataSettings(limit=200))
+    problem = Problem(space_file, 1.0, LatencySettings(source="lut", **NETADAPT_TIMING), Naswot(), DataSettings(limit=200))
     ends = [problem.latency_ms(problem.space.cheapest().spec), problem.latency_ms(problem.space.nearest_to_base().spec)]
     return round(sum(ends) / 2, 3)
 
 
-@pytest.mark.parametrize("strategy", ["mnasnet", "pareto", "netadapt"])
+# what a strategy needs beyond the defaults to show what it does in a few trials
+N_TRIALS = {"netadapt": 16}  # a proposal per unit (10 here) each iteration: room for two iterations
+SETTINGS = {"netadapt": ["netadapt.step=0.0001"]}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, space_file, tmp_path, strategy):
     out = tmp_path / "run"
-    n_trials = 6
-    extra = []
-    if strategy == "netadapt":  # a proposal per unit (10 here) each iteration: room for two iterations
-        n_trials = 16
+    n_trials = N_TRIALS.get(strategy, 6)
+    extra = list(SETTINGS.get(strategy, []))
+    if STRATEGIES.get(strategy).needs_table:  # it chooses by the table: timed well enough, a budget it must shrink to
         space_file = _with_width(space_file)
-        extra = [f"budget_ms={_halfway_budget(space_file)}", "latency=lut", "netadapt.step=0.0001",
-                 *(f"latency.{k}={v}" for k, v in NETADAPT_TIMING.items())]
+        extra += [f"budget_ms={_halfway_budget(space_file)}", "latency=lut",
+                  *(f"latency.{k}={v}" for k, v in NETADAPT_TIMING.items())]
     summary = run_search(compose_search, out, *fast_overrides(space_file, tmp_path, f"strategy={strategy}",
                                                               f"n_trials={n_trials}", "study_name=s", *extra))
     study = _study(tmp_path, "s")
@@ -136,8 +144,9 @@ def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(com
     kept = study.user_attrs["fresh_seeds"]
     assert list(kept[f"trial {best.number}, seeds 6-7"]) == list(again)
     calls = []
-    real = Problem.rescore
-    monkeypatch.setattr(Problem, "rescore", lambda self, *a: calls.append(a) or real(self, *a))
+    real = Problem.score
+    monkeypatch.setattr(Problem, "score", lambda self, *a, evaluator=None: (
+        evaluator is not None and calls.append(a)) or real(self, *a, evaluator=evaluator))
     resumed = run_search(compose_search, tmp_path / "b", *common, "n_trials=3")
     assert len(calls) == (resumed["best_trial"] != best.number)
     assert resumed["entries"]["base"]["fresh"] == summary["entries"]["base"]["fresh"]
@@ -145,7 +154,7 @@ def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(com
 
 def test_pareto_prunes_a_point_over_the_budget_before_training_it(compose_search, space_file, tmp_path):
     settings = LatencySettings(source="lut", warmup=1, repeats=3)
-    probe = Problem(space_file, 1.0, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    probe = Problem(space_file, 1.0, settings, Naswot(), DataSettings(limit=200))
     budget = round(probe.latency_ms(probe.space.cheapest().spec) * 1.001, 4)  # the cheapest point fits, little else
     out = tmp_path / "run"
     summary = run_search(compose_search, out, *fast_overrides(space_file, tmp_path, "strategy=pareto", "latency=lut",
@@ -282,11 +291,11 @@ def test_a_budget_the_space_cannot_meet_stops_before_any_trial(space_file, tmp_p
 def test_the_run_says_where_the_budget_falls_in_the_space_and_warns_when_it_binds_nothing(space_file, capsys, where):
     # the lookup table's figures, so that the probe and the run see the same range (measured ones move on a busy machine)
     settings = LatencySettings(source="lut", warmup=1, repeats=5)
-    probe = Problem(space_file, 1.0, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    probe = Problem(space_file, 1.0, settings, Naswot(), DataSettings(limit=200))
     reach = probe.latency_range()
     assert reach["cheapest"] < reach["dearest"]
     budget = round((reach["cheapest"] + reach["dearest"]) / 2, 2) if where == "inside" else round(reach["dearest"] * 10, 2)
-    problem = Problem(space_file, budget, settings, "naswot", NaswotSettings(), DataSettings(limit=200))
+    problem = Problem(space_file, budget, settings, Naswot(), DataSettings(limit=200))
     got = check_budget(problem)
     out, err = capsys.readouterr()
     assert got == reach
@@ -371,8 +380,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["strategy=greedy"], "unknown strategy 'greedy'; known: mnasnet, netadapt, pareto"),
-        (["evaluator=zen"], "unknown evaluator 'zen'; known: naswot, train"),
+        (["strategy=greedy"], f"unknown strategy 'greedy'; known: {', '.join(STRATEGIES.names())}"),
+        (["evaluator=zen"], f"unknown evaluator 'zen'; known: {', '.join(EVALUATORS.names())}"),
         (["data=mnist"], "unknown data 'mnist'; known: cifar10, digits, fashion_mnist, imagefolder"),
         (["pruner=asha"], "unknown pruner 'asha'; known: none, median, sha, hyperband"),
     ],
@@ -396,7 +405,7 @@ def test_an_unknown_choice_is_one_line_before_hydra_runs(monkeypatch, capsys, ar
         (["fresh_seeds=-1"], "fresh_seeds must be an integer >= 0, got -1"),
         (["timeout_min=0"], "timeout_min must be a positive number of minutes or null, got 0"),
         (["train.device=tpu"], "train.device must be one of auto, cpu, cuda or cuda:<index>, got 'tpu'"),
-        (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=mnasnet or netadapt)"),
+        (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=mnasnet or "),
         (["budget_ms=inf"], "budget_ms must be a positive, finite number of milliseconds, got inf"),
         (["seed=abc"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 'abc'"),
         (["seed=1.5"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 1.5"),

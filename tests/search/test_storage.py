@@ -1,4 +1,4 @@
-"""Many workers on one study (``search.storage``, ``search.strategies.common``): the claim that ends a
+"""Many workers on one study (``search.storage``, ``search.trials``): the claim that ends a
 study with exactly ``n_trials`` trials, the heartbeat that fails a lost worker's trial and retries
 it, Ctrl-C, on SQLite, Optuna's journal file and a real PostgreSQL server."""
 
@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 import archgen
 from search.storage import open_storage
-from search.strategies.common import INTERRUPTED, ask, claim, fail_reason, finished, run_trial
+from search.trials import INTERRUPTED, ask, claim, fail_reason, finished, run_trial
 
 from .conftest import fast_overrides
 

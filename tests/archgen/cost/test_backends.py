@@ -14,7 +14,7 @@ import torch
 import archgen
 from archgen.cost import backends
 from archgen.cost.backends import BACKENDS, prepare
-from archgen.cost.latency import LatencySettings, fingerprint, measure
+from archgen.cost.latency import LatencySettings, measure
 from archgen.cost.lut import LatencyTable
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,5 +1,6 @@
-"""What the strategies share: claiming and running a trial (with its heartbeat, among any number of
-workers), recording it, failing it with a reason, counting the trials that count toward n_trials."""
+"""Trials among any number of workers: claiming and running one (with its heartbeat), recording
+its figures, failing it with a reason, counting the trials that count toward n_trials, and the
+questions every strategy and report asks of them (completed, within the budget, the front)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archgen import SpecError
 
-from ..evaluate import TrialFailed
-from ..problem import Outcome, Problem
-from ..storage import WORKER, WORKER_ATTR, Storage
+from .evaluators import TrialFailed
+from .problem import Outcome, Problem
+from .storage import WORKER, WORKER_ATTR, Storage
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -35,8 +36,8 @@ def record(trial: optuna.Trial, problem: Problem, outcome: Outcome) -> None:
     trial.set_user_attr("macs", outcome.macs)
     trial.set_user_attr("num_params", outcome.params)
     trial.set_user_attr("eval_seconds", outcome.seconds)
-    if outcome.images_per_s is not None:
-        trial.set_user_attr("images_per_s", outcome.images_per_s)
+    for key, value in outcome.attrs.items():
+        trial.set_user_attr(key, value)
     trial.set_constraint("latency_over_budget_ms", outcome.latency_ms - problem.budget_ms)  # > 0: infeasible
 
 
@@ -189,37 +190,13 @@ def completed(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-class SeededPerTrial(optuna.samplers.BaseSampler):
-    """A sampler whose trial n draws with its own seed, derived from (seed, n).
+def pareto_front(trials: Sequence[FrozenTrial], metric: str, budget_ms: float) -> list[FrozenTrial]:
+    """The trials within the budget that no other such trial beats on both score and latency, by latency."""
+    pts = [t for t in trials if feasible(t, budget_ms)]
 
-    One worker then repeats its trials exactly for a fixed seed, and workers that share a study
-    (each with the same seed, as one command line started several times) draw different points
-    instead of the same sequence. TPE, NSGA-II and random sampling keep no state between trials
-    but their random generator (they read the history from the study), so a fresh sampler per
-    trial is the same algorithm.
-    """
+    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+        sa, sb = score_of(a, metric), score_of(b, metric)
+        la, lb = a.user_attrs["latency_ms"], b.user_attrs["latency_ms"]
+        return sa >= sb and la <= lb and (sa > sb or la < lb)
 
-    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
-        self._make = make
-        self._seed = seed
-        self._current: tuple[int, optuna.samplers.BaseSampler] | None = None
-
-    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
-        if self._current is None or self._current[0] != trial.number:
-            self._current = (trial.number, self._make((self._seed * 1_000_003 + trial.number) % 2**32))
-        return self._current[1]
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        return self._for(trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        return self._for(trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any) -> Any:
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._for(trial).before_trial(study, trial)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
-        self._for(trial).after_trial(study, trial, state, values)
+    return sorted((t for t in pts if not any(dominates(o, t) for o in pts)), key=lambda t: t.user_attrs["latency_ms"])

@@ -1,24 +1,30 @@
-"""The strategies' rules: MnasNet's reward, the Pareto front, NetAdapt's proposals."""
+"""Every registered strategy keeps the contract the search relies on (parametrized over the
+registry, so a new strategy is tested without a new test), and the strategies' own rules:
+MnasNet's reward, the Pareto front, NetAdapt's proposals."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from archgen import SpecError
 from archgen.cost.latency import LatencySettings
-from archgen.space import KNOBS, parse_param
+from archgen.knobs import KNOBS
+from archgen.space import parse_param
 from search.data import DataSettings
-from search.evaluate import NaswotSettings
+from search.evaluators.naswot import Naswot, NaswotSettings
 from search.problem import Problem
-from search.strategies import make_strategy
+from search.strategies import STRATEGIES, Strategy, make_strategy, register_strategy
+from search.strategies.mnasnet import reward
 from search.strategies.netadapt import NetAdapt
-from search.strategies.sampled import pareto_front, reward
+from search.trials import pareto_front
 
-from .conftest import SPACE
+from ..conftest import SPACE
 
 
 def test_mnasnet_reward_is_eq_2_of_the_paper():
@@ -40,16 +46,10 @@ def _trial(number: int, acc: float, lat: float) -> FrozenTrial:
     return t
 
 
-@dataclasses.dataclass
-class _Budget:
-    metric: str = "accuracy"
-    budget_ms: float = 10.0
-
-
 def test_pareto_front_keeps_the_undominated_trials_within_the_budget():
     trials = [_trial(0, 0.90, 5), _trial(1, 0.85, 6), _trial(2, 0.95, 9), _trial(3, 0.99, 12), _trial(4, 0.95, 8),
               _trial(5, 0.80, 4)]
-    front = pareto_front(trials, _Budget())
+    front = pareto_front(trials, "accuracy", 10.0)
     assert [t.number for t in front] == [5, 0, 4]  # 1 is beaten by 0; 2 by 4; 3 is over the budget
 
 
@@ -61,7 +61,6 @@ def test_pareto_front_keeps_the_undominated_trials_within_the_budget():
         ("pareto", {"population": 1}, "pareto.population must be an integer >= 2"),
         ("netadapt", {"step": 1.5}, "netadapt.step must be a fraction in (0, 1)"),
         ("netadapt", {"decay": 0}, "netadapt.decay must be a number in (0, 1]"),
-        ("greedy", {}, "unknown strategy 'greedy'; known: mnasnet, netadapt, pareto"),
     ],
 )
 def test_bad_strategy_settings_are_short_errors(name, settings, message):
@@ -74,8 +73,8 @@ def problem(tmp_path_factory) -> Problem:
     path = tmp_path_factory.mktemp("space") / "tiny.yaml"
     path.write_text(yaml.safe_dump(SPACE))
     return Problem(
-        space=path, budget_ms=1.0, latency=LatencySettings(source="lut", warmup=1, repeats=3), evaluator="naswot",
-        evaluator_settings=NaswotSettings(batch_size=16), data=DataSettings(limit=100),
+        space=path, budget_ms=1.0, latency=LatencySettings(source="lut", warmup=1, repeats=3),
+        evaluator=Naswot(NaswotSettings(batch_size=16)), data=DataSettings(limit=100),
         cache=tmp_path_factory.mktemp("lut"), lut=True,
     )
 
@@ -102,3 +101,58 @@ def test_netadapt_proposes_per_unit_the_smallest_cut_that_meets_the_step(problem
                 if KNOBS[knob].rank(value) < KNOBS[knob].rank(current[name]):
                     other = problem.lut_ms(problem.space.apply({**current, name: value}))
                     assert not (target >= other > p.lut_ms)
+
+
+# -- the contract, for every registered strategy ----------------------------------------------------
+
+NAMES = STRATEGIES.names()
+
+
+def test_the_shipped_strategies_are_registered():
+    assert {"mnasnet", "pareto", "netadapt"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_strategy_is_a_dataclass_of_its_settings_with_defaults(name):
+    strategy = make_strategy(name)
+    assert isinstance(strategy, Strategy) and strategy.name == name
+    fields = [f.name for f in dataclasses.fields(strategy)]
+    assert list(strategy.settings()) == fields
+    assert set(strategy.identity()) == {f for f in fields if not f.endswith("_dir")}
+    assert strategy.directions in (("maximize",), ("maximize", "minimize"))
+    assert str(strategy).startswith(f"{name} (")
+    assert isinstance(strategy.make_sampler(0), optuna.samplers.BaseSampler)
+    for field in fields[:1]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(strategy, field, None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_strategys_settings_are_the_ones_conf_search_yaml_documents(name):
+    """conf/search.yaml has a section per strategy that lists every setting with its default."""
+    conf = yaml.safe_load((Path(__file__).resolve().parents[3] / "conf" / "search.yaml").read_text())
+    assert name in conf, f"conf/search.yaml has no {name}: section"
+    assert make_strategy(name, conf[name]) == make_strategy(name)
+    assert list(conf[name]) == list(make_strategy(name).settings())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_unknown_setting_is_refused_naming_the_known_ones(name):
+    fields = ", ".join(f.name for f in dataclasses.fields(STRATEGIES.get(name)))
+    with pytest.raises(SpecError, match=rf"^unknown setting {name}\.colour; {name} has: {fields}$"):
+        make_strategy(name, {"colour": "red"})
+
+
+def test_an_unknown_strategy_lists_the_known_ones():
+    with pytest.raises(SpecError, match=rf"^unknown strategy 'greedy'; known: {', '.join(NAMES)}; a strategy of"):
+        make_strategy("greedy")
+
+
+def test_registering_what_is_not_a_strategy_dataclass_is_refused():
+    class Plain(Strategy):  # not a dataclass: its settings would not be read from the config
+        pass
+
+    with pytest.raises(TypeError, match="expects a dataclass subclass of search.strategies.Strategy"):
+        register_strategy("test_plain")(Plain)
+    with pytest.raises(ValueError, match="already registered"):
+        register_strategy("mnasnet")(STRATEGIES.get("pareto"))

@@ -1,4 +1,4 @@
-"""A latency table built on the target (``archgen.cost.target``, ``ort_bench.py``): export every
+"""A latency table built on the target (``archgen.target``, ``ort_bench.py``): export every
 distinct block of a space, time them where neither torch nor archgen can be imported, import the
 table, and use it; and each refusal in one line."""
 
@@ -17,11 +17,11 @@ import yaml
 import archgen
 from archgen.cost.latency import LatencySettings, measure_side_by_side
 from archgen.cost.lut import open_table, table_key
-from archgen.cost.target import distinct_blocks, export_blocks, import_table, validation_line
+from archgen.target import distinct_blocks, export_blocks, import_table, validation_line
 from archgen.space import Space
 
-REPO = Path(__file__).resolve().parents[3]
-BENCH = REPO / "archgen" / "cost" / "ort_bench.py"
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "archgen" / "ort_bench.py"
 TOY = {
     "name": "toy", "num_classes": 10, "in_chans": 3, "input_size": 32, "round_to": 8,
     "stem": [{"type": "conv", "c": 8, "k": 3, "s": 2, "nl": "RE"}],
@@ -107,7 +107,7 @@ def test_ort_bench_refuses_a_folder_without_a_manifest_in_one_line(exported, tmp
     r = _bench(exported / "ort_bench.py", str(tmp_path))
     assert r.returncode == 2
     assert r.stderr.strip() == (f"ort_bench.py: error: {tmp_path}: no manifest.json; export the blocks with "
-                                "python -m archgen.cost.lut export")
+                                "python -m archgen.target export")
 
 
 def test_an_incomplete_damaged_or_foreign_table_is_refused_in_one_line(exported, tmp_path):
@@ -135,11 +135,11 @@ def test_an_incomplete_damaged_or_foreign_table_is_refused_in_one_line(exported,
 
 def test_the_cli_exports_and_imports_and_refuses_bad_arguments_in_one_line(exported, tmp_path):
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "archgen.cost.lut", *args], cwd=REPO, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "archgen.target", *args], cwd=REPO, capture_output=True,
                               text=True, timeout=300)
 
     r = cli("export", "out=x")
-    assert r.returncode == 2 and r.stderr.strip().startswith("python -m archgen.cost.lut: error: export takes space=")
+    assert r.returncode == 2 and r.stderr.strip().startswith("python -m archgen.target: error: export takes space=")
     r = cli("import", str(tmp_path / "missing.json"))
     assert r.returncode == 2 and "cannot read it" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     if not (exported / "blocks" / "table.json").exists():

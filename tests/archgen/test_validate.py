@@ -15,11 +15,11 @@ from scipy.stats import kendalltau
 
 from archgen.cost.latency import LatencySettings
 from archgen.cost.lut import LatencyTable
-from archgen.cost.validate import validate
+from archgen.validate import validate
 from archgen.space import Space
 
 SMALL = {"base": "mbv3_small", "knobs": {"input_size": 64}, "per_block": {"k": [3, 5, 7], "exp": [3, 6], "se": [False, True]}}
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_validation_reports_the_error_and_the_rank_agreement_it_measured(tmp_path):
@@ -39,7 +39,7 @@ def test_the_command_writes_its_figures_and_refuses_bad_settings(tmp_path):
     env = {**os.environ}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "archgen.cost.validate", f"space={space}", *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "archgen.validate", f"space={space}", *args], cwd=REPO,
                               capture_output=True, text=True, timeout=300, env=env)
 
     r = cli("samples=4", "calibration=0", "latency.repeats=3", "latency.warmup=1", f"hydra.run.dir={tmp_path / 'run'}")
@@ -50,4 +50,4 @@ def test_the_command_writes_its_figures_and_refuses_bad_settings(tmp_path):
     assert doc["samples"] == 4 and 0 <= doc["mape"] and -1 <= doc["kendall_tau"] <= 1
     assert f"MAPE {100 * doc['mape']:.1f} %" in r.stdout
     bad = cli("samples=1", f"hydra.run.dir={tmp_path / 'bad'}")
-    assert bad.returncode == 2 and bad.stderr.strip() == "archgen.cost.validate: error: samples must be an integer >= 2, got 1"
+    assert bad.returncode == 2 and bad.stderr.strip() == "archgen.validate: error: samples must be an integer >= 2, got 1"

@@ -11,8 +11,8 @@ round, so that a slow phase of a shared machine hits all of them). The ratio of 
 ours / the reference in the same runtime within that round; the figure is the median ratio
 over the rounds.
 
-    python -m archgen.cost.benchmark                  # 300 rounds
-    python -m archgen.cost.benchmark --rounds 1000 --threads 4 --runtimes eager onnxruntime
+    python -m archgen.benchmark                  # 300 rounds
+    python -m archgen.benchmark --rounds 1000 --threads 4 --runtimes eager onnxruntime
 
 Goals: training form <= 1.02 x the reference, inference form <= 0.80 x, and in ONNX Runtime
 archgen's export <= 1.00 x the reference's.
@@ -29,11 +29,11 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from ..builder import build
-from ..spec import load_spec
-from ..weights import load_reference_weights
-from .backends import prepare
-from .latency import LatencySettings, describe, fingerprint, intra_op_threads, time_runs
+from .builder import build
+from .cost.backends import prepare
+from .cost.latency import LatencySettings, describe, fingerprint, intra_op_threads, time_runs
+from .spec import load_spec
+from .weights import load_reference_weights
 
 REFERENCES: dict[str, Callable[[], nn.Module]] = {
     "mbv3_large": tvm.mobilenet_v3_large,
@@ -83,7 +83,7 @@ def benchmark(name: str, rounds: int, warmup: int, runtimes: tuple[str, ...] = t
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m archgen.cost.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m archgen.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(REFERENCES), choices=list(REFERENCES))
     parser.add_argument("--rounds", type=int, default=300, help="timed rounds (each runs every candidate once)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed runs of each candidate first")

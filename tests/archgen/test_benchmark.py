@@ -1,11 +1,11 @@
-"""``python -m archgen.cost.benchmark``'s quick form: every runtime's candidates timed side by side,
+"""``python -m archgen.benchmark``'s quick form: every runtime's candidates timed side by side,
 each of ours against the reference in the same runtime (the figures themselves are the command's)."""
 
 from __future__ import annotations
 
 import math
 
-from archgen.cost.benchmark import COMPARISONS, benchmark, main
+from archgen.benchmark import COMPARISONS, benchmark, main
 
 
 def test_each_of_ours_is_timed_against_the_reference_in_the_same_runtime():

@@ -1,19 +1,20 @@
 """Time a folder of ONNX blocks on the target device and write archgen's latency table.
 
 A single file that needs only ``onnxruntime`` and ``numpy``: copy it and the folder that
-``python -m archgen.cost.lut export space=... out=blocks/`` wrote to the target (a phone's
+``python -m archgen.target export space=... out=blocks/`` wrote to the target (a phone's
 Python, a board, a server without torch), then
 
     python ort_bench.py blocks/                      # writes blocks/table.json
     python ort_bench.py blocks/ --threads 4 --provider CUDAExecutionProvider --out table.json
 
-and bring ``table.json`` back: ``python -m archgen.cost.lut import table.json``.
+and bring ``table.json`` back: ``python -m archgen.target import table.json``.
 
-The protocol is archgen's (``archgen.cost.latency`` and ``archgen.cost.backends``): a session per
-file with ``--threads`` intra-op threads, one inter-op thread, sequential execution and the
-manifest's graph optimisation level; a random float32 input of the manifest's shape; ``warmup``
-untimed runs of each; then ``repeats`` rounds that run every file once, in an order that rotates
-every round (so that a device whose speed drifts moves them alike); the figure is the median.
+The protocol is archgen's (``archgen.cost.latency``, and ``archgen.cost.backends``, which takes
+``LEVELS`` and ``session_options`` from this file): a session per file with ``--threads``
+intra-op threads, one inter-op thread, sequential execution and the manifest's graph
+optimisation level; a random float32 input of the manifest's shape; ``warmup`` untimed runs of
+each; then ``repeats`` rounds that run every file once, in an order that rotates every round (so
+that a device whose speed drifts moves them alike); the figure is the median.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def read_manifest(folder: str) -> dict:
         with open(path, "rb") as f:
             manifest = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
-        raise BenchError(f"{folder}: no {MANIFEST}; export the blocks with python -m archgen.cost.lut export") from None
+        raise BenchError(f"{folder}: no {MANIFEST}; export the blocks with python -m archgen.target export") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise BenchError(f"{path}: not a readable manifest ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
@@ -138,7 +139,7 @@ def manifest_digest(folder: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ort_bench.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="the folder python -m archgen.cost.lut export wrote")
+    parser.add_argument("folder", help="the folder python -m archgen.target export wrote")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     parser.add_argument("--provider", default="CPUExecutionProvider", help="execution provider")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs of each file (default: the manifest's)")

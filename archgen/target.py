@@ -3,17 +3,17 @@
 Once-for-All publishes lookup tables for its devices but no way to build one for another;
 MnasNet timed candidates on the phone itself. Here the three steps are:
 
-    python -m archgen.cost.lut export space=mbv3_large out=blocks/   # here: every distinct block, ONNX
-    python ort_bench.py blocks/                                      # there: onnxruntime + numpy only
-    python -m archgen.cost.lut import blocks/table.json              # here: checked, validated, installed
+    python -m archgen.target export space=mbv3_large out=blocks/   # here: every distinct block, ONNX
+    python ort_bench.py blocks/                                    # there: onnxruntime + numpy only
+    python -m archgen.target import blocks/table.json              # here: checked, validated, installed
 
 ``export`` writes every distinct block of the space (each block config any point of the space
 contains, by the lookup table's key) as the ONNX file of its inference form, checked against
 PyTorch, plus the space's cheapest, base and dearest networks whole, which calibrate the table
 on the target as ``LatencyTable.calibrate`` does here, and ``validate`` (30) random points of the
-space whole, which check it there as ``archgen.cost.validate`` checks this machine's table (NetAdapt
+space whole, which check it there as ``archgen.validate`` checks this machine's table (NetAdapt
 Fig. 3, FBNet Fig. 3); ``manifest.json`` lists each file with its key, role and input shape.
-``archgen/cost/ort_bench.py`` times them with archgen's protocol. ``import`` checks the result
+``archgen/ort_bench.py`` times them with archgen's protocol. ``import`` checks the result
 against its manifest (every block timed, finite figures), fits the calibration, reports the
 table's MAPE and Kendall's tau on the validation networks, and installs the table;
 ``latency=lut latency.backend=onnxruntime
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import random
 import statistics
 import sys
@@ -36,22 +35,23 @@ from typing import Any, Iterator, Sequence
 import torch
 from scipy.stats import kendalltau
 
-from ..blocks import BLOCKS
-from ..builder import build
-from ..deploy import deploy
-from ..errors import SpecError
-from ..fileio import write_atomic, write_json
-from ..ir import BlockConfig
-from ..space import Space
-from ..spec import ModelSpec
-from .backends import export_onnx
-from .latency import LatencySettings
-from .lut import FORMAT, Calibration, _context, default_cache_dir, table_key
+from .blocks import BLOCKS
+from .builder import build
+from .checks import is_finite
+from .cost.backends import export_onnx
+from .cost.latency import LatencySettings
+from .cost.lut import FORMAT, Calibration, block_context, default_cache_dir, table_key
+from .deploy import deploy
+from .errors import SpecError
+from .fileio import write_atomic, write_json
+from .ir import BlockConfig
 from .ort_bench import MANIFEST, MANIFEST_FORMAT, TABLE_FORMAT
+from .space import Space
+from .spec import ModelSpec
 
 NETWORKS = ("cheapest", "base", "dearest")
 CALIBRATION, VALIDATION = "calibration", "validation"  # a network's role in the manifest
-DEFAULT_VALIDATE = 30  # random architectures exported to check the table on the target, as archgen.cost.validate does here
+DEFAULT_VALIDATE = 30  # random architectures exported to check the table on the target, as archgen.validate does here
 
 
 def points(space: Space) -> Iterator[ModelSpec]:
@@ -95,9 +95,8 @@ def distinct_blocks(space: Space, batch_size: int) -> dict[str, tuple[BlockConfi
     """Every distinct block of the space, by its table key, with a network it belongs to."""
     out: dict[str, tuple[BlockConfig, ModelSpec]] = {}
     for spec in points(space):
-        round_to = _context(spec).round_to
         for b in spec.blocks:
-            out.setdefault(table_key(b, round_to, batch_size), (b, spec))
+            out.setdefault(table_key(b, spec.round_to, batch_size), (b, spec))
     return out
 
 
@@ -121,7 +120,7 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings, validat
     entries = []
     for i, (key, (b, spec)) in enumerate(blocks.items()):
         file = f"blocks/{i:05d}.onnx"
-        _export(BLOCKS.get(b.type)(b, _context(spec)), _shape(b.in_chs, b.in_size, batch), out / file,
+        _export(BLOCKS.get(b.type)(b, block_context(spec)), _shape(b.in_chs, b.in_size, batch), out / file,
                 f"block {b.name} ({b.type})")
         entries.append({"key": key, "file": file, "input_shape": _shape(b.in_chs, b.in_size, batch), "block": b.name})
         print(f"\rexported {i + 1} of {len(blocks)} blocks", end="", file=sys.stderr, flush=True)
@@ -135,9 +134,8 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings, validat
         file = f"networks/{name}.onnx"
         shape = _shape(spec.in_chans, spec.input_size, batch)
         _export(build(spec), shape, out / file, f"the {name} network")
-        round_to = _context(spec).round_to
         networks.append({"name": name, "role": role, "file": file, "input_shape": shape,
-                         "blocks": [table_key(b, round_to, batch) for b in spec.blocks]})
+                         "blocks": [table_key(b, spec.round_to, batch) for b in spec.blocks]})
     manifest = {"format": MANIFEST_FORMAT, "space": space.name, "space_digest": space.digest, "batch_size": batch,
                 "protocol": {"warmup": settings.warmup, "repeats": settings.repeats,
                              "ort_optimization": settings.ort_optimization},
@@ -147,7 +145,7 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings, validat
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    return is_finite(v) and v >= 0
 
 
 def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir: Path | None = None) -> Path:
@@ -205,7 +203,7 @@ def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir:
 
 
 def target_validation(checks: Sequence[tuple[float, float]]) -> dict[str, Any]:
-    """MAPE and Kendall's tau of (predicted, measured on the target) pairs, as ``archgen.cost.validate``
+    """MAPE and Kendall's tau of (predicted, measured on the target) pairs, as ``archgen.validate``
     reports them for this machine's table."""
     predicted, measured = [p for p, _ in checks], [m for _, m in checks]
     return {"samples": len(checks),
@@ -234,10 +232,10 @@ def _settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m archgen.cost.lut export space=<name> out=<folder> [batch_size= warmup= repeats= validate= seed=]``
-    and ``python -m archgen.cost.lut import <table.json> [manifest=<file>] [cache=<folder>]``."""
+    """``python -m archgen.target export space=<name> out=<folder> [batch_size= warmup= repeats= validate= seed=]``
+    and ``python -m archgen.target import <table.json> [manifest=<file>] [cache=<folder>]``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    prog = "python -m archgen.cost.lut"
+    prog = "python -m archgen.target"
     try:
         if args[:1] == ["export"]:
             opts = _settings(args[1:])
@@ -275,3 +273,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SpecError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -8,8 +8,8 @@ from the space (by default the MobileNetV3-Large space, kernel 3/5/7, expansion 
 on/off per block), predicts and measures each, and reports the mean absolute percentage error
 and Kendall's tau (does the table rank networks as the clock does?).
 
-    python -m archgen.cost.validate                  # 30 architectures, 1 thread, CPU
-    python -m archgen.cost.validate samples=50 latency.threads=4
+    python -m archgen.validate                  # 30 architectures, 1 thread, CPU
+    python -m archgen.validate samples=50 latency.threads=4
 """
 
 from __future__ import annotations
@@ -20,18 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from scipy.stats import kendalltau
 
-from ..builder import build
-from ..cli import fail, load_settings
-from ..errors import SpecError
-from ..fileio import write_csv, write_json
-from ..space import Space
-from ..zoo import CONF_DIR
-from .latency import LatencySettings, describe, measure_side_by_side
-from .lut import Calibration, LatencyTable
+from .builder import build
+from .checks import is_int
+from .cli import hydra_command, load_settings
+from .cost.latency import LatencySettings, describe, measure_side_by_side
+from .cost.lut import Calibration, LatencyTable
+from .errors import SpecError
+from .fileio import write_csv, write_json
+from .space import Space
 
 
 @dataclass(frozen=True)
@@ -96,9 +95,9 @@ def validate(
     )
 
 
-# -- python -m archgen.cost.validate ---------------------------------------------------------
+# -- python -m archgen.validate --------------------------------------------------------------
 
-PROG = "archgen.cost.validate"
+PROG = "archgen.validate"
 
 
 def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None:
@@ -118,32 +117,31 @@ def write_report(out_dir: Path, result: Validation, table: LatencyTable) -> None
     write_json(out_dir / "validation.json", doc)
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="validate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        settings = load_settings(LatencySettings, "latency", OmegaConf.to_container(cfg.latency))
-        for key, minimum in (("samples", 2), ("calibration", 0)):
-            if not isinstance(cfg[key], int) or cfg[key] < minimum:
-                raise SpecError(f"{key} must be an integer >= {minimum}, got {cfg[key]!r}")
-        if settings.table is not None:
-            raise SpecError(f"latency.table={settings.table}: validation measures networks here, so it checks this "
-                            "machine's table; a target's table is checked on the target")
-        table = LatencyTable(settings, cfg.cache)
-        space = Space(str(cfg.space))
-        print(f"latency table {table.path} ({len(table)} blocks), {describe(table.fingerprint)}")
-        print(f"{'#':>3}  {'predicted':>10}  {'measured':>10}  {'error':>7}")
-        result = validate(
-            table, space, cfg.samples, cfg.calibration, cfg.seed,
-            progress=lambda c: print(f"{c.index:>3}  {c.predicted_ms:>7.2f} ms  {c.measured_ms:>7.2f} ms  {100 * c.error:>+6.1f}%"),
-        )
-    except SpecError as e:
-        fail(PROG, str(e))
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+def run(cfg: DictConfig, out_dir: Path) -> Validation:
+    """Validate this machine's table on ``cfg.samples`` random points of ``cfg.space``, and write the report."""
+    settings = load_settings(LatencySettings, "latency", OmegaConf.to_container(cfg.latency))  # type: ignore[arg-type]
+    for key, minimum in (("samples", 2), ("calibration", 0)):
+        if not is_int(cfg[key]) or cfg[key] < minimum:
+            raise SpecError(f"{key} must be an integer >= {minimum}, got {cfg[key]!r}")
+    if settings.table is not None:
+        raise SpecError(f"latency.table={settings.table}: validation measures networks here, so it checks this "
+                        "machine's table; a target's table is checked on the target")
+    table = LatencyTable(settings, cfg.cache)
+    space = Space(str(cfg.space))
+    print(f"latency table {table.path} ({len(table)} blocks), {describe(table.fingerprint)}")
+    print(f"{'#':>3}  {'predicted':>10}  {'measured':>10}  {'error':>7}")
+    result = validate(
+        table, space, cfg.samples, cfg.calibration, cfg.seed,
+        progress=lambda c: print(f"{c.index:>3}  {c.predicted_ms:>7.2f} ms  {c.measured_ms:>7.2f} ms  {100 * c.error:>+6.1f}%"),
+    )
     write_report(out_dir, result, table)
     c = result.calibration
     print(f"{result} (calibration: {c.scale:.3f} x blocks {c.overhead_ms:+.2f} ms, on {c.networks} networks); wrote {out_dir}")
+    return result
+
+
+def main() -> None:
+    hydra_command(PROG, "validate", run, lambda out_dir: f"nothing was written to {out_dir}")()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,13 @@
-"""Accuracy evaluators of the search: how good an architecture is on a dataset, cheaply.
+"""``evaluator=train``: a short training from scratch, then top-1 on the validation split.
 
-* ``train``: a short training from scratch, then top-1 on the validation split; the
-  reduced-training proxy of NAS. Before validating, the BatchNorm statistics are recomputed
-  with the final weights ("precise BN", Wu & Johnson, "Rethinking 'Batch' in BatchNorm",
-  2021): a few hundred steps leave running averages with MobileNetV3's momentum of 0.01
-  close to their initial values, and the validation at chance.
-* ``naswot``: the training-free score of Mellor et al., "Neural Architecture Search without
-  Training", ICML 2021: at initialisation, how differently the network's rectifiers switch
-  on for the images of one minibatch (``naswot_score``).
+The reduced-training proxy of NAS (MnasNet trained each sample 5 epochs on a proxy task). Before
+validating, the BatchNorm statistics are recomputed with the final weights ("precise BN", Wu &
+Johnson, "Rethinking 'Batch' in BatchNorm", 2021): a few hundred steps leave running averages
+with MobileNetV3's momentum of 0.01 close to their initial values, and the validation at chance.
 
-``evaluate(spec, name, data, settings)`` runs one by name. A trial the search should record as
-failed and go past (a loss that is not finite) raises ``TrialFailed``; a spec that does not fit
-the data, or a bad setting, raises ``archgen.SpecError``.
+``train(spec, data, settings)`` is the training itself (``search.proxy`` and ``search.benchmark``
+run it in worker processes); ``Train`` is the evaluator around it. A loss that is not finite
+raises ``TrialFailed``; a spec that does not fit the data, or a bad setting, ``archgen.SpecError``.
 """
 
 from __future__ import annotations
@@ -20,42 +16,18 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archgen import ModelSpec, SpecError, build
+from archgen import ModelSpec, build
+from archgen.checks import check_setting, is_int, is_real
 
-from .data import Dataset, check_setting, is_int, is_real
-from .device import DEVICE_CHOICES, PRECISIONS, Runtime, is_device_name
-
-# Activations whose output is positive exactly when their input is, so that ``output > 0`` is
-# the unit's on/off state, the binary code of Mellor et al. Gates (sigmoid, hard sigmoid) are
-# positive everywhere and code nothing.
-RECTIFIERS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.Hardswish,
-    nn.SiLU,
-    nn.GELU,
-    nn.Mish,
-)
-
-
-class TrialFailed(RuntimeError):
-    """The architecture could not be evaluated (e.g. its loss diverged): a failed trial, not a bad setting."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _check_threads(setting: str, threads: int | None) -> None:
-    check_setting(setting, threads, threads is None or (is_int(threads) and threads >= 1), "a positive integer or null")
+from ..data import Dataset
+from ..device import DEVICE_CHOICES, PRECISIONS, Runtime, check_threads, is_device_name
+from .base import Candidate, Footprint, Report, Score, Trainer, TrialFailed, check_fits, register_evaluator
 
 
 @dataclass(frozen=True)
@@ -110,7 +82,7 @@ class TrainSettings:
         check_setting("train.augment", self.augment, isinstance(self.augment, bool), "true or false")
         check_setting("train.seed", self.seed, is_int(self.seed), "an integer")
         check_setting("train.repeats", self.repeats, is_int(self.repeats) and self.repeats >= 1, "a positive integer")
-        _check_threads("train.threads", self.threads)
+        check_threads("train.threads", self.threads)
         check_setting("train.device", self.device, is_device_name(self.device), DEVICE_CHOICES)
         check_setting("train.precision", self.precision, self.precision in PRECISIONS, f"one of: {', '.join(PRECISIONS)}")
         check_setting("train.channels_last", self.channels_last, isinstance(self.channels_last, bool), "true or false")
@@ -135,26 +107,6 @@ class TrainSettings:
         return replace(self, seed=self.seed + self.repeats, repeats=self.repeats if repeats is None else repeats)
 
 
-@dataclass(frozen=True)
-class NaswotSettings:
-    """The training-free score (``naswot.<field>``)."""
-
-    batch_size: int = 64  # images in the minibatch; K is batch_size x batch_size
-    seed: int = 0  # of the initial weights and the minibatch
-    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:<index>
-    threads: int | None = None  # torch CPU threads, as for training; None: the cores this process may run on
-
-    def __post_init__(self) -> None:
-        check_setting("naswot.batch_size", self.batch_size, is_int(self.batch_size) and self.batch_size >= 2, "an integer >= 2")
-        check_setting("naswot.seed", self.seed, is_int(self.seed), "an integer")
-        check_setting("naswot.device", self.device, is_device_name(self.device), DEVICE_CHOICES)
-        _check_threads("naswot.threads", self.threads)
-
-    def runtime(self) -> Runtime:
-        # fp32 and the default memory format: the score is a determinant of 0/1 codes, and the
-        # cost is one forward pass, which mixed precision would not shorten by much
-        return Runtime.resolve("naswot", self.device, "fp32", False, self.threads, deterministic=True)
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -174,32 +126,6 @@ class TrainResult:
         """What the search maximises."""
         return self.accuracy
 
-
-@dataclass(frozen=True)
-class NaswotResult:
-    score: float  # log|K|; -inf when two images of the minibatch get the same code
-    seconds: float
-    params: int
-
-
-EvalResult = TrainResult | NaswotResult
-# called after each epoch but the last with (epochs trained so far, over the repeats; validation
-# top-1); it may raise to stop the training, as a pruned Optuna trial does
-Report = Callable[[int, float], None]
-
-
-def check_fits(spec: ModelSpec, data: Dataset) -> None:
-    """Refuse a spec whose input or output does not match the data, naming each mismatch."""
-    pairs = [
-        ("in_chans", spec.in_chans, data.in_chans),
-        ("input_size", spec.input_size, (data.size, data.size)),
-        ("num_classes", spec.num_classes, data.num_classes),
-    ]
-    wrong = [f"{what} {ours} (the data's: {theirs})" for what, ours, theirs in pairs if ours != theirs]
-    if spec.num_classes == data.num_classes and spec.output_shape != (data.num_classes,):
-        wrong.append(f"output shape {spec.output_shape}, not {data.num_classes} class logits")
-    if wrong:
-        raise SpecError(f"{spec.source}: {spec.name} does not fit data {data.name}: {', '.join(wrong)}")
 
 
 def _num_params(model: nn.Module) -> int:
@@ -365,81 +291,60 @@ def _train_once(spec: ModelSpec, data: Dataset, settings: TrainSettings, runtime
     return val_loss, accuracy, _num_params(model), total_steps * batch_size, train_seconds, model.state_dict()
 
 
-@torch.no_grad()
-def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
-    """log|K| of Mellor et al. (2021) for the minibatch ``x``, in the model's current mode.
 
-    Every rectifier unit (``RECTIFIERS``) gives every image a bit, whether the unit is on
-    (``output > 0``); with ``c_i`` the bits of image ``i`` over all units, K_ij is the number
-    of units on which ``c_i`` and ``c_j`` agree: ``K = C C^T + (1 - C)(1 - C)^T``. A network
-    that sends the images into different linear regions has a K close to diagonal, hence a
-    large determinant. The paper scores networks in train mode (batch statistics in BatchNorm).
-    """
-    kernel = torch.zeros(len(x), len(x), dtype=torch.float64, device=x.device)
+@register_evaluator("train")
+class Train(Trainer):
+    """A short training of the proxy network from scratch; the score is its validation top-1."""
 
-    def accumulate(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        codes = (output > 0).flatten(1).float()
-        # sums of 0/1 products are exact in float32 up to 2**24 units per module; float64 across modules
-        kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
+    Settings = TrainSettings
+    metric = "accuracy"
+    per_epoch = True
+    # where and how fast it trains, not what: workers on other hardware may share one study
+    local_settings = frozenset({"device", "precision", "channels_last", "compile", "threads", "deterministic"})
 
-    handles = [m.register_forward_hook(accumulate) for m in model.modules() if isinstance(m, RECTIFIERS)]
-    if not handles:
-        raise SpecError(f"naswot needs rectifier activations ({', '.join(t.__name__ for t in RECTIFIERS)}); the model has none")
-    try:
-        model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return torch.linalg.slogdet(kernel).logabsdet.item()
+    def __init__(self, settings: TrainSettings | None = None) -> None:
+        super().__init__(settings)
+        self._runtime = self.settings.runtime()  # train.device=cuda without a GPU stops here, before any trial
 
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
 
-def naswot(spec: ModelSpec, data: Dataset, settings: NaswotSettings = NaswotSettings()) -> NaswotResult:
-    """Score ``spec`` at initialisation on a seeded minibatch of the training images (``naswot_score``)."""
-    check_fits(spec, data)
-    n = len(data.train_y)
-    check_setting("naswot.batch_size", settings.batch_size, settings.batch_size <= n, f"at most the {n} training samples of data {data.name}")
-    runtime = settings.runtime()
-    start = time.perf_counter()
-    with runtime.seeded(settings.seed):
-        model = runtime.model(build(spec)).train()
-        batch = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed))[: settings.batch_size]
-        images, _ = next(data.batches("train", [batch]))
-        score = naswot_score(model, runtime.inputs(images))
-    return NaswotResult(score=score, seconds=time.perf_counter() - start, params=_num_params(model))
+    def footprint(self) -> Footprint:
+        return Footprint(self.settings.batch_size, learns=True, device=str(self._runtime.device))
 
+    def epochs_reported(self) -> int:
+        return self.settings.epochs * self.settings.repeats
 
-@dataclass(frozen=True)
-class Evaluator:
-    """An evaluator's settings type (every field has a default) and the function that runs it;
-    ``epochs``: whether it trains epoch by epoch, so that a pruner can stop it after one."""
+    def cost(self, data: Dataset | None) -> str:
+        s = self.settings
+        length = f"{s.steps} steps" if s.steps else f"{s.epochs} epoch{'s' if s.epochs != 1 else ''}"
+        images = f" on {len(data.train_y)} images" if data is not None else ""
+        seeds = f", the mean of {s.repeats} seeds" if s.repeats > 1 else ""
+        return f"a training of {length}{images} (batch {s.batch_size}){seeds}, then a validation"
 
-    settings: type[TrainSettings] | type[NaswotSettings]
-    run: Callable[..., EvalResult]
-    epochs: bool
+    def evaluate(self, candidate: Candidate, data: Dataset | None, report: Report | None = None) -> Score:
+        assert candidate.proxy is not None and data is not None
+        return _score(train(candidate.proxy, data, self.settings, report=report))
 
+    def fresh(self, seeds: int) -> Train:
+        return Train(self.settings.after(seeds))
 
-EVALUATORS: dict[str, Evaluator] = {
-    "naswot": Evaluator(NaswotSettings, naswot, epochs=False),
-    "train": Evaluator(TrainSettings, train, epochs=True),
-}
+    @property
+    def seeds_label(self) -> str:
+        return self.settings.seeds_label
+
+    def finetune(self, network: ModelSpec, data: Dataset, initial: Mapping[str, torch.Tensor] | None,
+                 report: Report | None = None) -> tuple[Score, dict[str, torch.Tensor]]:
+        result = train(network, data, self.settings, report=report, initial=initial, keep_weights=True)
+        assert result.weights is not None
+        return _score(result), result.weights
+
+    def with_schedule(self, *, steps: int | None = None, epochs: int | None = None, lr: float | None = None) -> Train:
+        changes = {"steps": steps, "warmup_epochs": 0, "repeats": 1, **({"epochs": epochs} if epochs else {}),
+                   **({"lr": lr} if lr is not None else {})}
+        return Train(replace(self.settings, **changes))
 
 
-def evaluate(spec: ModelSpec, evaluator: str, data: Dataset, settings: TrainSettings | NaswotSettings | None = None,
-             report: Report | None = None, initial: Mapping[str, torch.Tensor] | None = None,
-             keep_weights: bool = False) -> EvalResult:
-    """Run the evaluator named ``evaluator`` on ``spec``; ``settings`` None means its defaults.
-    ``report``, ``initial`` and ``keep_weights``: ``train``'s (per-epoch reports for a pruner;
-    weights to start from; the trained weights returned); an evaluator that does not train
-    takes none of them."""
-    if evaluator not in EVALUATORS:
-        raise SpecError(f"unknown evaluator {evaluator!r}; known: {', '.join(sorted(EVALUATORS))}")
-    entry = EVALUATORS[evaluator]
-    if settings is None:
-        settings = entry.settings()
-    elif not isinstance(settings, entry.settings):
-        raise TypeError(f"evaluator {evaluator!r} takes {entry.settings.__name__}, got {type(settings).__name__}")
-    if not entry.epochs:
-        if initial is not None or keep_weights:
-            raise SpecError(f"evaluator {evaluator} does not train, so it cannot start from inherited weights")
-        return entry.run(spec, data, settings)
-    return entry.run(spec, data, settings, report=report, initial=initial, keep_weights=keep_weights)
+def _score(result: TrainResult) -> Score:
+    return Score(result.accuracy, result.seconds, result.accuracies, {"images_per_s": result.images_per_s})
