@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import math
 import os
 import re
 import signal
@@ -121,6 +123,26 @@ def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, 
         accepted = [study.trials[v] for k, v in sorted(study.user_attrs.items()) if k.startswith("netadapt_iter_")]
         lut = [t.user_attrs["lut_ms"] for t in accepted]
         assert accepted and lut == sorted(lut, reverse=True)  # every iteration cuts the table's latency
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS.names())
+def test_every_evaluator_scores_a_search_and_the_report_says_what_one_evaluation_costs(compose_search, space_file,
+                                                                                       tmp_path, evaluator):
+    cls = EVALUATORS.get(evaluator)
+    fields = {f.name for f in dataclasses.fields(cls.Settings)}
+    quick = [f"{evaluator}.{k}={v}" for k, v in {"epochs": 1, "batch_size": 32, "threads": 1}.items() if k in fields]
+    args = [a for a in fast_overrides(space_file, tmp_path, "study_name=e", "n_trials=2", "baselines=false", "fresh_seeds=0")
+            if not a.startswith(("evaluator=", "naswot."))]
+    out = tmp_path / "run"
+    summary = run_search(compose_search, out, *args, f"evaluator={evaluator}", *quick)
+    metric = cls.metric
+    assert summary["evaluator"] == evaluator and summary["metric"] == metric and summary["complete"] == 2
+    trials = _study(tmp_path, "e").trials
+    assert all(math.isfinite(t.user_attrs[metric]) for t in trials)
+    assert (out / "trials.csv").read_text().splitlines()[0].split(",")[2] == metric
+    report = (out / "report.md").read_text()
+    assert f"- **evaluator**: {evaluator} on " in report and "; one evaluation: " in report
+    assert ("no data" in report) == (not cls.needs_data)
 
 
 def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(compose_search, space_file, tmp_path,
