@@ -1,10 +1,9 @@
 """Evaluators by name (``evaluator=``): what a search ranks a space's architectures by.
 
-* ``train``: a short training of the proxy network from scratch (``train.*``);
-* ``naswot``: the training-free score of Mellor et al. 2021 (``naswot.*``).
-
 An evaluator is one module of this package that registers a subclass of ``Evaluator``
-(``search.evaluators.base``); every module here is imported, so a new file plugs in.
+(``search.evaluators.base``): ``train.py`` (a short training), ``naswot.py`` (the training-free
+score of Mellor et al. 2021), ``macs.py`` (the multiply-adds). Every module here is imported, so
+a new file plugs in; ``EVALUATORS.names()`` lists them.
 """
 
 from __future__ import annotations

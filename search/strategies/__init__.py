@@ -1,12 +1,10 @@
-"""Search strategies by name (``strategy=``):
-
-* ``mnasnet``: MnasNet's reward ``ACC x (LAT/T)^w``, maximised by TPE;
-* ``pareto``: NSGA-II over (score, latency) with the budget as a constraint;
-* ``netadapt``: NetAdapt's progressive shrinking, guided by the latency lookup table.
+"""Search strategies by name (``strategy=``): how a study's trials choose points of the space.
 
 A strategy is one module of this package that registers a ``Strategy`` dataclass
-(``search.strategies.base``), and its settings' section in ``conf/search.yaml``; every module
-here is imported, so a new file plugs in.
+(``search.strategies.base``), with its settings' section in ``conf/search.yaml``:
+``mnasnet.py`` (MnasNet's reward, TPE), ``pareto.py`` (NSGA-II), ``netadapt.py`` (NetAdapt's
+progressive shrinking), ``random_search.py`` (random search). Every module here is imported, so
+a new file plugs in; ``STRATEGIES.names()`` lists them.
 """
 
 from __future__ import annotations
