@@ -80,6 +80,12 @@ class ModelSpec:
                 info.append({"num_chs": b.out_chs, "reduction": stride, "module": f"stages.{b.stage}"})
         return info
 
+    def key(self) -> tuple[Any, ...]:
+        """What the network's shapes are, for caches of its counts: its input, its SE rounding and
+        every block by name and ``BlockConfig.key`` (BatchNorm's eps and momentum, dropout's rate
+        and the spec's name change no shape)."""
+        return (self.in_chans, self.input_size, self.round_to, tuple((b.name, b.key()) for b in self.blocks))
+
     @property
     def output_shape(self) -> tuple[int, ...]:
         """Shape of one sample's output: (classes,) for a classifier, (C, H, W) otherwise."""

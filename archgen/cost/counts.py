@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..builder import ArchNet, build
 from ..spec import ModelSpec
+from .cache import SpecCache
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,13 @@ def count(spec: ModelSpec, model: ArchNet | None = None) -> ModelCost:
     """Count parameters and MACs of the network ``spec`` describes.
 
     ``model`` is only used for the parameter count when given; MACs are always measured on
-    a meta-device copy so that nothing is computed.
+    a meta-device copy so that nothing is computed. Without ``model``, a network counted before
+    (the same shapes, ``ModelSpec.key``) is not counted again.
     """
+    return _count(spec, model) if model is not None else _counted(spec)
+
+
+def _count(spec: ModelSpec, model: ArchNet | None) -> ModelCost:
     with torch.device("meta"):
         meta_model = build(spec)
         x = torch.empty(1, spec.in_chans, *spec.input_size)
@@ -56,3 +62,6 @@ def count(spec: ModelSpec, model: ArchNet | None = None) -> ModelCost:
         per_block.append(BlockCost(b.name, params, macs))
     total_params = sum(p.numel() for p in (model or meta_model).parameters())
     return ModelCost(params=total_params, macs=counter.get_total_flops() // 2, blocks=tuple(per_block))
+
+
+_counted = SpecCache(lambda spec: _count(spec, None))  # a search counts a network when it is evaluated and reported

@@ -29,6 +29,7 @@ from torch import nn
 from ..builder import build
 from ..errors import SpecError
 from ..spec import ModelSpec
+from .cache import SpecCache
 
 BYTES = 4  # float32
 GB = 1e9
@@ -61,6 +62,15 @@ def _size(n: float) -> str:
 
 def estimate(spec: ModelSpec, batch: int, training: bool) -> MemoryEstimate:
     """The memory ``spec`` needs at ``batch`` images, built and run on the meta device (nothing allocated)."""
+    params, maps = _shapes(spec)
+    if training:
+        return MemoryEstimate(OPTIMISER_COPIES * params * BYTES, batch * sum(maps) * BYTES, batch, training)
+    return MemoryEstimate(params * BYTES, LIVE_MAPS * batch * max(maps, default=0) * BYTES, batch, training)
+
+
+def _leaf_outputs(spec: ModelSpec) -> tuple[int, tuple[int, ...]]:
+    """The values the weights and buffers hold, and every leaf module's output per image (the
+    same in train and eval mode), from one forward on the meta device."""
     with torch.device("meta"):
         model = build(spec)
     params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
@@ -74,15 +84,16 @@ def estimate(spec: ModelSpec, batch: int, training: bool) -> MemoryEstimate:
     hooks = [m.register_forward_hook(keep) for m in leaves]
     try:
         with torch.no_grad():
-            model.train(training)(torch.empty(1, spec.in_chans, *spec.input_size, device="meta"))
+            model.eval()(torch.empty(1, spec.in_chans, *spec.input_size, device="meta"))
     except Exception:  # a user block that meta tensors cannot run: the block list's own outputs instead
         maps = [b.out_chs * (b.out_size[0] * b.out_size[1] if b.out_size else 1) for b in spec.blocks]
     finally:
         for h in hooks:
             h.remove()
-    if training:
-        return MemoryEstimate(OPTIMISER_COPIES * params * BYTES, batch * sum(maps) * BYTES, batch, training)
-    return MemoryEstimate(params * BYTES, LIVE_MAPS * batch * max(maps, default=0) * BYTES, batch, training)
+    return params, tuple(maps)
+
+
+_shapes = SpecCache(_leaf_outputs)  # a search estimates a network to time it, to evaluate it and to report it
 
 
 def machine_memory_gb() -> float | None:

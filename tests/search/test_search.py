@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hydra import compose, initialize_config_dir
 import torch
 import yaml
 from optuna.trial import TrialState
@@ -23,13 +24,14 @@ from optuna.trial import TrialState
 import archgen
 from archgen.cost.latency import LatencySettings
 from archgen.space import Space
+from archgen.zoo import CONF_DIR
 from search.data import DataSettings, load_data
 from search.evaluators import TrialFailed
 from search.evaluators.naswot import Naswot
 from search.evaluators.train import TrainSettings, train
 from archgen.cli import path_component
 from search.__main__ import register_resolvers
-from search.pipeline import check_budget
+from search.pipeline import check_budget, run
 from search.evaluators import EVALUATORS
 from search.storage import open_storage
 from search.strategies import STRATEGIES
@@ -37,7 +39,7 @@ from search.problem import Problem
 
 from tests.conftest import user_block_module
 
-from .conftest import fast_overrides, run_search
+from .conftest import SPACE, fast_overrides, run_search
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -208,6 +210,18 @@ def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
     assert len((tmp_path / "b" / "trials.csv").read_text().splitlines()) == 6
 
 
+@pytest.fixture(scope="module")
+def one_trial_study(tmp_path_factory) -> Path:
+    """A study of one trial, made once for the settings it is resumed with below (a refused run leaves it as it was)."""
+    folder = tmp_path_factory.mktemp("identity")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(SPACE))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search", overrides=fast_overrides(folder / "tiny.yaml", folder, "study_name=k", "baselines=false",
+                                                         "n_trials=1"))
+    run(cfg, folder / "a")
+    return folder
+
+
 @pytest.mark.parametrize(("change", "named"), [
     ("budget_ms=40", "budget_ms=50.0, not 40.0"),
     ("mnasnet.hard=true", "mnasnet.hard=False, not True"),
@@ -218,13 +232,12 @@ def test_a_study_resumes_where_it_stopped(compose_search, space_file, tmp_path):
     ("latency.repeats=4", "latency.repeats=3, not 4"),
     ("seed=3", "seed=0, not 3"),
 ])
-def test_a_resumed_study_must_keep_every_setting_that_gives_its_trials_their_meaning(compose_search, space_file, tmp_path,
-                                                                                   change, named):
-    common = fast_overrides(space_file, tmp_path, "study_name=k", "baselines=false", "n_trials=1")
-    run_search(compose_search, tmp_path / "a", *common)
+def test_a_resumed_study_must_keep_every_setting_that_gives_its_trials_their_meaning(compose_search, one_trial_study,
+                                                                                   tmp_path, change, named):
+    common = fast_overrides(one_trial_study / "tiny.yaml", one_trial_study, "study_name=k", "baselines=false")
     with pytest.raises(archgen.SpecError, match=re.escape(f"study 'k' was created with {named}; resume it with its settings")):
         run_search(compose_search, tmp_path / "b", *common, change, "n_trials=2")
-    assert len(_study(tmp_path, "k").trials) == 1  # refused before any trial
+    assert len(_study(one_trial_study, "k").trials) == 1  # refused before any trial
 
 
 def test_a_study_knows_its_space_by_content_not_by_where_the_file_is(compose_search, space_file, tmp_path):
@@ -356,9 +369,21 @@ def test_ctrl_c_saves_the_study_and_exits_130(space_file, tmp_path):
     assert len((tmp_path / "run" / "trials.csv").read_text().splitlines()) >= len(done) + 1
 
 
-def test_the_budget_is_held_in_the_backend_it_names_and_the_report_says_so(compose_search, space_file, tmp_path):
+# two inverted residuals: a network ONNX Runtime's exporter takes in a second (each timing exports one)
+SMALL_BASE = {
+    "name": "small", "num_classes": 10, "in_chans": 3, "input_size": 32,
+    "stem": [{"type": "conv", "c": 8, "k": 3, "s": 2, "nl": "RE"}],
+    "body": {"type": "bneck", "columns": ["k", "exp", "c", "se", "nl", "s"],
+             "rows": [[3, 16, 16, False, "RE", 2], [3, 32, 16, False, "HS", 1]]},
+    "head": [{"type": "global_pool"}, {"type": "linear", "c": "num_classes"}],
+}
+
+
+def test_the_budget_is_held_in_the_backend_it_names_and_the_report_says_so(compose_search, tmp_path):
+    space = tmp_path / "small_space.yaml"
+    space.write_text(yaml.safe_dump({"base": SMALL_BASE, "per_block": {"k": [3, 5]}}))
     summary = run_search(compose_search, tmp_path / "run", *fast_overrides(
-        space_file, tmp_path, "study_name=ort", "n_trials=1", "baselines=false", "latency.backend=onnxruntime"))
+        space, tmp_path, "study_name=ort", "n_trials=1", "baselines=false", "latency.backend=onnxruntime"))
     assert summary["latency_backend"] == "onnxruntime" and summary["latency_runtime"].startswith("onnxruntime ")
     assert summary["entries"]["best"]["latency"]["fingerprint"]["backend"] == "onnxruntime"  # re-measured in it
     report = (tmp_path / "run" / "report.md").read_text()
