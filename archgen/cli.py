@@ -117,22 +117,39 @@ def hydra_command(prog: str, config_name: str, body: Callable[[DictConfig, Path]
     return entry
 
 
-def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str], hint: str = "") -> None:
-    """Reject ``key=<unknown>`` (also inside sweeps ``key=a,b``) listing the known values, exit 2."""
+def _overrides(argv: Sequence[str]) -> list[Any]:
+    """The command line's ``key=value`` overrides as Hydra parses them (none where one is malformed:
+    Hydra reports that with its own message)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     args = [a for a in argv if "=" in a and not a.startswith("-")]
     try:
-        overrides = OverridesParser.create().parse_overrides(args)
-    except Exception:  # a malformed override: Hydra reports it with its own message
-        return
-    for o in overrides:
+        return OverridesParser.create().parse_overrides(args)
+    except Exception:
+        return []
+
+
+def check_choices(prog: str, argv: Sequence[str], key: str, known: Sequence[str], hint: str = "") -> None:
+    """Reject ``key=<unknown>`` (also inside sweeps ``key=a,b``) listing the known values, exit 2."""
+    for o in _overrides(argv):
         if o.key_or_group != key or o.package is not None:
             continue
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         for v in values:
             if v not in known:
                 fail(prog, f"unknown {key} {v!r}; known: {', '.join(known)}{hint}")
+
+
+def import_command_line_modules(prog: str, argv: Sequence[str]) -> None:
+    """Import the modules ``imports=`` names on the command line before its choices are checked:
+    they may register what a choice names (a block type, a strategy, an evaluator). Exit 2 with one
+    line where one cannot be imported."""
+    for o in _overrides(argv):
+        if o.key_or_group == "imports" and o.package is None and not o.is_sweep_override():
+            try:
+                import_user_modules(o.value())
+            except SpecError as e:
+                fail(prog, str(e))
 
 
 def load_settings(cls: type[T], section: str, values: Mapping[str, Any]) -> T:

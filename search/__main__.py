@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from archgen.cli import check_choices, hydra_command, path_component, register_path_component
+from archgen.cli import check_choices, hydra_command, import_command_line_modules, path_component, register_path_component
 from archgen.zoo import CONF_DIR
 
 from .evaluators import EVALUATORS
@@ -47,6 +47,7 @@ def register_resolvers() -> None:
 def main() -> None:
     register_resolvers()
     argv = sys.argv[1:]
+    import_command_line_modules(PROG, argv)  # a user's strategy or evaluator registers itself there
     check_choices(PROG, argv, "strategy", STRATEGIES.names())
     check_choices(PROG, argv, "evaluator", EVALUATORS.names())
     check_choices(PROG, argv, "pruner", list(PRUNERS))

@@ -153,7 +153,7 @@ class Trainer(Evaluator):
 
 
 EVALUATORS: Registry[type[Evaluator]] = Registry(
-    "evaluator", hint="; an evaluator of your own: a module of search/evaluators/ that registers it")
+    "evaluator", hint="; an evaluator of your own: a module that registers it, in search/evaluators/ or named by imports=")
 
 
 def register_evaluator(name: str) -> Callable[[type[Evaluator]], type[Evaluator]]:

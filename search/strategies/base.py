@@ -90,7 +90,7 @@ class Strategy(ABC):
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", hint="; a strategy of your own: a module of search/strategies/ that registers it")
+    "strategy", hint="; a strategy of your own: a module that registers it, in search/strategies/ or named by imports=")
 
 
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:

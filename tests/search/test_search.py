@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -415,6 +416,54 @@ def test_a_space_whose_base_uses_a_users_block_is_searched_with_imports(tmp_path
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["complete"] == 2
     bad = _cli(*args, "imports=[no_such_module_xyz]", f"hydra.run.dir={tmp_path / 'c'}", env=env)
     assert bad.returncode == 2 and "imports: cannot import 'no_such_module_xyz'" in bad.stderr
+
+
+def test_a_strategy_and_an_evaluator_of_a_users_own_plug_in_through_imports(space_file, tmp_path):
+    (tmp_path / "my_plugins.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+
+        from search.evaluators import Evaluator, Score, register_evaluator
+        from search.strategies import register_strategy
+        from search.strategies.random_search import RandomSearch
+
+
+        @register_strategy("test_user_strategy")
+        @dataclass(frozen=True)
+        class Mine(RandomSearch):
+            """Random search under another name: what matters is that it plugs in from outside."""
+
+
+        @dataclass(frozen=True)
+        class Nothing:
+            pass
+
+
+        @register_evaluator("test_user_depth")
+        class Depth(Evaluator):
+            """The number of blocks of the deployment network."""
+
+            Settings = Nothing
+            metric = "blocks"
+            needs_data = False
+
+            def cost(self, data):
+                return "a count of the blocks"
+
+            def evaluate(self, candidate, data, report=None):
+                return Score(float(len(candidate.spec.blocks)), 0.0)
+    '''))
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    args = [*fast_overrides(space_file, tmp_path, "n_trials=2", "baselines=false"), "strategy=test_user_strategy",
+            "evaluator=test_user_depth"]
+    refused = _cli(*args, f"hydra.run.dir={tmp_path / 'a'}", env=env)
+    assert refused.returncode == 2 and "unknown strategy 'test_user_strategy'" in refused.stderr
+    found = _cli(*args, "imports=[my_plugins]", f"hydra.run.dir={tmp_path / 'b'}", env=env)
+    assert found.returncode == 0, found.stderr
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert (summary["strategy"], summary["evaluator"], summary["metric"], summary["complete"]) == (
+        "test_user_strategy", "test_user_depth", "blocks", 2)
+    assert summary["score"] == len(Space(space_file).apply(_study(tmp_path, summary["study_name"]).trials[
+        summary["best_trial"]].params).blocks)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
