@@ -23,8 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builder import build
+from .checks import load_settings
 from .cli import (
-    check_choices, hydra_command, import_user_modules, load_settings, path_component, register_path_component,
+    check_choices, hydra_command, import_user_modules, path_component, register_path_component,
 )
 from .cost import count
 from .cost.latency import LatencySettings, measure

@@ -1,17 +1,16 @@
 """What archgen's command-line apps share: the Hydra entry point (``hydra_command``), one-line
-errors with exit status 2, the user's modules named in ``imports=`` (their block types registered
-before a spec is read), a check of config-group choices made before Hydra sees them (Hydra's own
-message is a traceback-sized block), and settings dataclasses read from config sections."""
+errors with exit status 2, the user's modules named in ``imports=`` (their block types, strategies
+and evaluators registered before a spec is read or a choice checked), and a check of config-group
+choices made before Hydra sees them (Hydra's own message is a traceback-sized block)."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence, TypeVar
 
 from .errors import SpecError
 from .zoo import CONF_DIR
@@ -25,7 +24,7 @@ T = TypeVar("T")
 
 
 def import_user_modules(modules: Any) -> None:
-    """Import the modules the command line names in ``imports=`` (they register block types)."""
+    """Import the modules the command line names in ``imports=`` (they register block types, strategies, evaluators)."""
     if isinstance(modules, str):  # imports=my_pkg.blocks, without the brackets
         modules = [modules]
     for name in modules or []:
@@ -150,12 +149,3 @@ def import_command_line_modules(prog: str, argv: Sequence[str]) -> None:
                 import_user_modules(o.value())
             except SpecError as e:
                 fail(prog, str(e))
-
-
-def load_settings(cls: type[T], section: str, values: Mapping[str, Any]) -> T:
-    """A settings dataclass from a config section; an unknown key is an error listing the known ones."""
-    known = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    unknown = [k for k in values if k not in known]
-    if unknown:
-        raise SpecError(f"unknown setting {section}.{unknown[0]}; {section} has: {', '.join(known)}")
-    return cls(**values)

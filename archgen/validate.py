@@ -25,7 +25,8 @@ from scipy.stats import kendalltau
 
 from .builder import build
 from .checks import is_int
-from .cli import hydra_command, load_settings
+from .checks import load_settings
+from .cli import hydra_command
 from .cost.latency import LatencySettings, describe, measure_side_by_side
 from .cost.lut import Calibration, LatencyTable
 from .errors import SpecError

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from archgen import SpecError
 from archgen.checks import is_int, is_real
-from archgen.cli import import_user_modules, load_settings
+from archgen.checks import load_settings
+from archgen.cli import import_user_modules
 from archgen.cost.latency import LatencySettings, describe, fingerprint
 
 from .data import DataSettings

@@ -47,7 +47,8 @@ from scipy.stats import kendalltau
 
 from archgen import SpecError
 from archgen.checks import is_int
-from archgen.cli import hydra_command, load_settings
+from archgen.checks import load_settings
+from archgen.cli import hydra_command
 from archgen.fileio import write_atomic, write_csv, write_json
 from archgen.report import markdown_table
 from archgen.space import Space

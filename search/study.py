@@ -18,7 +18,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from archgen import SpecError
-from archgen.cli import load_settings
+from archgen.checks import load_settings
 
 from .data import labels_digest
 from .problem import Problem

@@ -42,7 +42,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from archgen import SpecError, build, load_spec
 from archgen.checks import is_int
-from archgen.cli import hydra_command, load_settings
+from archgen.checks import load_settings
+from archgen.cli import hydra_command
 from archgen.fileio import write_atomic, write_json
 from archgen.report import markdown_table
 

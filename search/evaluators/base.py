@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from archgen import ModelSpec, SpecError
-from archgen.cli import load_settings
+from archgen.checks import load_settings
 from archgen.registry import Registry
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 import optuna
 from optuna.trial import FrozenTrial
 
-from archgen.cli import load_settings
+from archgen.checks import load_settings
 from archgen.registry import Registry
 
 if TYPE_CHECKING:

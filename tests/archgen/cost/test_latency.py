@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import archgen
-from archgen.cli import load_settings
+from archgen.checks import load_settings
 from archgen.cost.latency import (
     LatencySettings,
     fingerprint,
