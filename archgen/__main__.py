@@ -71,9 +71,10 @@ def run(cfg: DictConfig, out_dir: Path, task_overrides: list[str], model_choice:
     spec = resolve_spec(cfg, task_overrides, model_choice)
     check_memory(spec, settings.batch_size, False, max_memory_gb, settings.device)
     cost = count(spec)
-    model = build(spec).eval()
-    inference = deploy(model) if cfg.deploy else None
     measured = cfg.measure and settings.source == "measured"
+    # the weights themselves only where something runs them: a count is taken on the meta device
+    model = build(spec).eval() if measured or cfg.deploy or fmt is not None else None
+    inference = deploy(model) if cfg.deploy and model is not None else None
     latency = measure(model, spec.in_chans, spec.input_size, settings) if measured else None
     deployed = measure(inference, spec.in_chans, spec.input_size, settings) if inference is not None and measured else None
     lut = open_table(settings, cfg.get("cache")).predict(spec) if cfg.measure and settings.source == "lut" else None
