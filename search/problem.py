@@ -152,13 +152,13 @@ class Problem:
             return {k: self.lut_ms(s) for k, s in specs.items()}
         return {k: t.median_ms for k, t in zip(specs, self.remeasure(list(specs.values())))}
 
-    def _fits(self, spec: ModelSpec, evaluated: bool = False) -> None:
+    def _fits(self, spec: ModelSpec, evaluator: Evaluator | None = None) -> None:
         """Refuse (SpecError: a failed trial, or the run's one line) a network whose estimated memory is
-        above ``max_memory_gb``: timed at the latency protocol's batch, or evaluated (trained, scored)."""
-        if not evaluated:
+        above ``max_memory_gb``: timed at the latency protocol's batch, or evaluated (trained, scored) by ``evaluator``."""
+        if evaluator is None:
             check_memory(spec, self.latency.batch_size, False, self.max_memory_gb, self.latency.device)
             return
-        footprint = self.evaluator.footprint()
+        footprint = evaluator.footprint()
         if footprint is not None:
             check_memory(spec, footprint.batch_size, footprint.learns, self.max_memory_gb, footprint.device)
 
@@ -186,7 +186,7 @@ class Problem:
     def score(self, candidate: Candidate, report: Report | None = None, evaluator: Evaluator | None = None) -> Score:
         """The evaluator's score of a candidate (``evaluator``: another one than the search's, the fresh seeds')."""
         evaluator = evaluator or self.evaluator
-        self._fits(candidate.proxy if candidate.proxy is not None else candidate.spec, evaluated=True)
+        self._fits(candidate.proxy if candidate.proxy is not None else candidate.spec, evaluator)
         return evaluator.evaluate(candidate, self.data, report if evaluator.per_epoch else None)
 
     def finetune(self, candidate: Candidate, trainer: Trainer, initial: Mapping[str, torch.Tensor] | None,
@@ -195,7 +195,7 @@ class Problem:
         weights (None: from the seed's), and the trained weights (NetAdapt)."""
         assert candidate.proxy is not None and self.data is not None
         latency = self.latency_ms(candidate.spec)
-        self._fits(candidate.proxy, evaluated=True)
+        self._fits(candidate.proxy, trainer)
         score, weights = trainer.finetune(candidate.proxy, self.data, initial, report)
         return self._outcome(candidate.spec, latency, score), weights
 
