@@ -7,7 +7,7 @@ registry entries, never import paths, so a spec file cannot run code.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import SpecError
 
@@ -36,6 +36,22 @@ class Registry(Generic[T]):
             return o
 
         return add if obj is None else add(obj)
+
+    def decorator(self, name: str, wrong: Callable[[Any], str | None], attr: str,
+                  aliases: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+        """A class decorator that registers the class under ``name`` and records the name on it as
+        ``attr``; ``wrong(cls)`` says what is wrong with a class that does not meet the registry's
+        contract (a ``TypeError``: a programming error), or None."""
+
+        def add(cls: Any) -> Any:
+            problem = wrong(cls)
+            if problem is not None:
+                raise TypeError(problem)
+            self.register(name, cls, aliases=aliases)
+            setattr(cls, attr, name)
+            return cls
+
+        return add
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` or one of its aliases."""

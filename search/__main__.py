@@ -23,11 +23,10 @@ from archgen.cli import check_choices, hydra_command, import_command_line_module
 from archgen.zoo import CONF_DIR
 
 from .evaluators import EVALUATORS
-from .pipeline import run
+from .pipeline import PROG, run
 from .pruning import PRUNERS
 from .strategies import STRATEGIES
 
-PROG = "search"
 
 
 def run_name(space: Any, strategy: Any, budget_ms: Any) -> str:

@@ -61,7 +61,7 @@ from .problem import Problem
 from .report import pyplot, save_figure
 from .storage import open_storage
 from .strategies import Strategy, make_strategy
-from .study import open_study, study_pruner
+from .study import open_study, section, study_pruner
 from .trials import completed, finished
 
 PROG = "search.benchmark"
@@ -158,7 +158,7 @@ class Comparison:
 
 
 def _sections(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    out = {k: dict(OmegaConf.to_container(cfg[k], resolve=True)) for k in ("latency", "data", "train")}  # type: ignore[arg-type]
+    out = {k: section(cfg, k) for k in ("latency", "data", "train")}
     if cfg.quick:
         for k in ("latency", "data", "train"):
             out[k].update(QUICK[k])
@@ -185,7 +185,7 @@ def load(cfg: DictConfig) -> tuple[Settings, DictConfig]:
 
 def _search_parts(search: DictConfig, settings: Settings) -> tuple[Strategy, Trainer]:
     """The benchmark's strategy (NSGA-II) and evaluator (training, ``train.*``)."""
-    trainer = make_evaluator("train", OmegaConf.to_container(search.train, resolve=True))  # type: ignore[arg-type]
+    trainer = make_evaluator("train", section(search, "train"))
     assert isinstance(trainer, Trainer)
     return make_strategy("pareto", {"population": settings.population}), trainer
 

@@ -127,17 +127,14 @@ class PassThrough(Block):
 def register_block(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type], type]:
     """Class decorator: make a ``Block`` (or ``RowType``) subclass available to specs as ``name``."""
 
-    def add(cls: type) -> type:
+    def wrong(cls: Any) -> str | None:
         if not (isinstance(cls, type) and issubclass(cls, RowType)):
-            raise TypeError(f"register_block({name!r}) expects a subclass of archgen.Block or archgen.RowType")
-        row = getattr(cls, "Row", None)
-        if row is None or not dataclasses.is_dataclass(row):
-            raise TypeError(f"block type {name!r} must declare its table row as a dataclass named Row")
-        BLOCKS.register(name, cls, aliases=aliases)
-        cls.type_name = name
-        return cls
+            return f"register_block({name!r}) expects a subclass of archgen.Block or archgen.RowType"
+        if not dataclasses.is_dataclass(getattr(cls, "Row", None)):
+            return f"block type {name!r} must declare its table row as a dataclass named Row"
+        return None
 
-    return add
+    return BLOCKS.decorator(name, wrong, "type_name", aliases)
 
 
 @dataclasses.dataclass

@@ -159,16 +159,14 @@ EVALUATORS: Registry[type[Evaluator]] = Registry(
 def register_evaluator(name: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
     """Class decorator: make an ``Evaluator`` subclass available as ``evaluator=<name>``."""
 
-    def add(cls: type[Evaluator]) -> type[Evaluator]:
+    def wrong(cls: Any) -> str | None:
         if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
-            raise TypeError(f"register_evaluator({name!r}) expects a subclass of search.evaluators.Evaluator")
+            return f"register_evaluator({name!r}) expects a subclass of search.evaluators.Evaluator"
         if not dataclasses.is_dataclass(getattr(cls, "Settings", None)):
-            raise TypeError(f"evaluator {name!r} must declare its settings as a dataclass named Settings")
-        EVALUATORS.register(name, cls)
-        cls.name = name
-        return cls
+            return f"evaluator {name!r} must declare its settings as a dataclass named Settings"
+        return None
 
-    return add
+    return EVALUATORS.decorator(name, wrong, "name")
 
 
 def make_evaluator(name: str, settings: Mapping[str, Any] | None = None) -> Evaluator:

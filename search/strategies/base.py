@@ -96,14 +96,12 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
 def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
     """Class decorator: make a ``Strategy`` dataclass available as ``strategy=<name>``."""
 
-    def add(cls: type[Strategy]) -> type[Strategy]:
-        if not (isinstance(cls, type) and issubclass(cls, Strategy) and dataclasses.is_dataclass(cls)):
-            raise TypeError(f"register_strategy({name!r}) expects a dataclass subclass of search.strategies.Strategy")
-        STRATEGIES.register(name, cls)
-        cls.name = name
-        return cls
+    def wrong(cls: Any) -> str | None:
+        if isinstance(cls, type) and issubclass(cls, Strategy) and dataclasses.is_dataclass(cls):
+            return None
+        return f"register_strategy({name!r}) expects a dataclass subclass of search.strategies.Strategy"
 
-    return add
+    return STRATEGIES.decorator(name, wrong, "name")
 
 
 def make_strategy(name: str, settings: Mapping[str, Any] | None = None) -> Strategy:

@@ -1,4 +1,4 @@
-"""The name -> object registry that block types and activations are looked up in."""
+"""The name -> object registry that block types, activations, strategies and evaluators are looked up in."""
 
 from __future__ import annotations
 
@@ -73,3 +73,19 @@ def test_an_unknown_name_without_a_hint_ends_with_the_names():
     with pytest.raises(archgen.SpecError) as err:
         r.get("two")
     assert str(err.value) == "unknown thing 'two'; known: one"
+
+
+def test_the_class_decorator_registers_what_its_check_accepts_and_names_it():
+    r: Registry[type] = Registry("gadget")
+
+    def wrong(cls: object) -> str | None:
+        return None if isinstance(cls, type) and hasattr(cls, "ok") else "a gadget needs ok"
+
+    @r.decorator("g", wrong, "label", aliases=("gee",))
+    class Gadget:
+        ok = True
+
+    assert r.get("gee") is Gadget and Gadget.label == "g"
+    with pytest.raises(TypeError, match="^a gadget needs ok$"):
+        r.decorator("h", wrong, "label")(type("Bare", (), {}))
+    assert "h" not in r  # refused before it was registered
