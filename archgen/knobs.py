@@ -6,7 +6,11 @@ a value does to a network, and which of its values is nearest to what the base h
 * a ``BlockKnob`` (``k``, ``exp``, ``se``, ``se_from``, ``stage_ch``, ``layer_per_block``,
   ``depthwise``) reads and sets its value on each block whose row has its field;
 * a ``StageKnob`` (``depth``, ``width``: MnasNet's per-stage choices, Tan et al. 2019, Sec. 4)
-  edits a stage's list of blocks as a whole.
+  edits a stage's list of blocks as a whole;
+* ``op`` chooses a layer's operation among named variants that a space file declares (its
+  ``ops:``): each a set of block-knob values, or ``skip`` (the ``skip`` block type: the identity,
+  a 1x1 projection where the layer strides or widens). FBNet's, ProxylessNAS's and
+  NAS-Bench-Macro's per-layer choice with skip (Wu et al. 2019, Table 2; Su et al. 2021, Sec. 5).
 
 ``archgen.space`` makes the choices and re-chains the edited block list.
 """
@@ -14,9 +18,10 @@ a value does to a network, and which of its values is nearest to what the base h
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from .blocks import BLOCKS, PassThrough
 from .checks import is_int, is_real
@@ -146,6 +151,40 @@ class HiddenRatio(BlockKnob):
         return dataclasses.replace(b, exp=make_divisible((b.exp or b.out_chs) * value, round_to))
 
 
+SKIP = "skip"  # the op that makes a layer the identity (``archgen.blocks.layers.Skip``)
+
+
+@dataclass(frozen=True)
+class Op(BlockKnob):
+    """A layer's operation: one of the space's named ``ops``, each a mapping of block knobs to
+    values set on the base's block, or ``skip``. The ops are listed from the cheapest to the
+    dearest, which is their rank. ``KNOBS["op"]`` has no ops; a space binds its own (``with_ops``)."""
+
+    ops: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def with_ops(self, ops: Mapping[str, Any]) -> Op:
+        order = list(ops)
+        return dataclasses.replace(self, ops=dict(ops), rank=lambda v: float(order.index(v)) if v in order else math.inf,
+                                   valid=lambda v: v in order, expected=f"ops the space declares ({', '.join(order)})")
+
+    def get(self, b: BlockConfig) -> Any:
+        return next((name for name in self.ops if self.set(b, name, 1) == b), None)
+
+    def set(self, b: BlockConfig, value: Any, round_to: int) -> BlockConfig:
+        op = self.ops[value]
+        if op == SKIP:
+            return BlockConfig(type=SKIP, name=b.name, in_chs=b.in_chs, out_chs=b.out_chs, in_size=b.in_size,
+                               out_size=b.out_size, stride=b.stride, source=b.source)
+        for knob, v in op.items():
+            b = KNOBS[knob].set(b, v, round_to)  # type: ignore[attr-defined]  # ops name block knobs only
+        return b
+
+    def nearest(self, blocks: Sequence[BlockConfig], values: list[Any]) -> Any:
+        """The op that gives the base's block itself, else the dearest: the base is the space's largest point."""
+        own = self.get(blocks[0])
+        return own if own in values else max(values, key=self.rank)
+
+
 class StageKnob(Knob):
     """A knob that changes a stage as a whole (MnasNet's per-stage depth and width): it edits the
     stage's list of blocks, before any block's own choices are made."""
@@ -224,6 +263,8 @@ KNOBS: dict[str, Knob] = {
             "depthwise", "depthwise-separable OSA layers", ("depthwise",), lambda v: isinstance(v, bool), "true or false",
             rank=lambda v: 0.0 if v else 1.0,
         ),
+        Op("op", "a layer's operation: one of the ops the space declares (block-knob values, or skip)", (),
+           lambda v: isinstance(v, str), "names of the space's ops"),
         Width("width", "output width as a ratio of the base's", (), _positive, "positive numbers", scopes=("per_stage",)),
         Depth("depth", "blocks added to (+) or removed from (-) the end of the stage", (), is_int, "integers", scopes=("per_stage",)),
     )

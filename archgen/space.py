@@ -19,6 +19,23 @@ or per block:
       exp: [3, 4, 6]
       se: [false, true]           # or ratios, [0, 0.25]; se_from: [in] sizes them from the input
 
+A per-layer choice of operation, skip included (FBNet, ProxylessNAS, NAS-Bench-Macro), is the
+``op`` knob over operations the file names, from the cheapest to the dearest; a tabular
+benchmark's space also says how a point's choices make its key in the benchmark's file:
+
+.. code-block:: yaml
+
+    ops:
+      id: skip                    # the identity (a 1x1 conv + BN where the layer strides or widens)
+      mb3_k3: {exp: 3, k: 3}      # block-knob values set on the base's block
+      mb6_k5: {exp: 6, k: 5}
+    per_block:
+      op: [id, mb3_k3, mb6_k5]
+    key:                          # "01221002": each op's code, in network order
+      knobs: [op]
+      codes: {id: "0", mb3_k3: "1", mb6_k5: "2"}
+      sep: ""
+
 Each knob is one object (``archgen.knobs.KNOBS``): the values a file may list and their order by
 cost, what a value does to a block or a stage, and which value is nearest to the base's.
 
@@ -34,17 +51,18 @@ recorded choices (``Space.apply``). ``Space.table`` writes a point back as the b
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .checks import is_int
 from .errors import SpecError
 from .ir import BlockConfig
-from .knobs import KNOBS, STAGE_EDITS
+from .knobs import KNOBS, SKIP, STAGE_EDITS, BlockKnob, Knob, Op
 from .spec import ModelSpec, beside, load_spec, read_yaml, rechain, resolve_base, resolve_source
 from .table_form import table_form
 from .zoo import CONF_DIR
@@ -55,7 +73,9 @@ Choose = Callable[[str, str, list[Any]], Any]  # (parameter name, knob, values) 
 _PARAM = re.compile(r"^s(?P<stage>\d+)(?:_b(?P<block>\d+))?_(?P<knob>[a-z_]+)$")
 
 
-_SPACE_KEYS = ("base", "knobs", "stages", "per_stage", "per_block")
+_SPACE_KEYS = ("base", "knobs", "stages", "ops", "per_stage", "per_block", "key")
+_KEY_KEYS = ("knobs", "codes", "sep")
+BLOCK_ORDER = ("op", *(k for k in KNOBS if k != "op"))  # the order a block's knobs are chosen and set in
 
 
 def list_spaces() -> list[str]:
@@ -106,24 +126,69 @@ class Space:
         if any(b.section == "stages" and b.in_size is None for b in self.base.blocks):
             raise SpecError(f"{self.source}: base: a searchable network's stages must take feature maps")
         self.stages = self._stages(data.get("stages"))
+        self.knobs: dict[str, Knob] = {**KNOBS, "op": self._ops(data.get("ops"))}
         self.per_stage = self._choices(data, "per_stage")
         self.per_block = self._choices(data, "per_block")
         if not self.per_stage and not self.per_block:
             raise SpecError(f"{self.source}: the space has no choices: give per_stage and/or per_block knobs")
         self._check_applies()
+        self.key_format = self._key_format(data.get("key"))
 
     @property
     def digest(self) -> str:
         """What the space is, wherever its file sits: a hash of the base's flat block list and knobs
         and of the choices (two copies of one space file agree; an edited one differs)."""
         doc = {"base": self.base.to_dict(), "stages": list(self.stages), "per_stage": self.per_stage, "per_block": self.per_block}
+        if "op" in self.per_stage or "op" in self.per_block:  # a space without ops hashes as it did before they existed
+            doc["ops"] = self.knob("op").ops  # type: ignore[attr-defined]
+        if self.key_format is not None:  # which table entry scores a point
+            doc["key"] = self.key_format
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def at(self, **knobs: Any) -> Space:
         """The same space over the base with other knobs: a proxy task's resolution, channels and classes."""
         return Space(self._data, source=self.source, **{**self._knobs, **knobs})
 
+    def knob(self, name: str) -> Knob:
+        """The knob ``name`` as this space has it (``op`` with the space's own ops)."""
+        return self.knobs[name]
+
     # -- reading the file ------------------------------------------------------------------
+    def _ops(self, raw: Any) -> Op:
+        """The ``ops`` section: name -> ``skip`` or a mapping of block knobs to values."""
+        if raw is None:
+            return KNOBS["op"]  # type: ignore[return-value]
+        if not isinstance(raw, Mapping) or not raw:
+            raise SpecError(f"{self.source}: 'ops' must be a mapping of op name -> skip or block-knob values, got {raw!r}")
+        for name, op in raw.items():
+            where = f"{self.source}: ops.{name}"
+            if op == SKIP:
+                continue
+            if not isinstance(op, Mapping) or not op:
+                raise SpecError(f"{where}: expected 'skip' or a mapping of block knobs to values (e.g. {{k: 3, exp: 6}}), got {op!r}")
+            for knob, value in op.items():
+                known = [k for k, v in KNOBS.items() if isinstance(v, BlockKnob) and k != "op"]
+                if knob not in known:
+                    raise SpecError(f"{where}: {knob!r} is not a block knob; an op sets: {', '.join(known)}")
+                if not KNOBS[knob].valid(value):
+                    raise SpecError(f"{where}.{knob}: {value!r} is not valid; expected {KNOBS[knob].expected}")
+        return KNOBS["op"].with_ops(raw)  # type: ignore[attr-defined]
+
+    def _key_format(self, raw: Any) -> dict[str, Any] | None:
+        """The ``key`` section: which knobs' values make a point's key in a tabular benchmark, their codes and separator."""
+        if raw is None:
+            return None
+        where = f"{self.source}: key"
+        if not isinstance(raw, Mapping) or any(k not in _KEY_KEYS for k in raw):
+            raise SpecError(f"{where}: expected a mapping with {', '.join(_KEY_KEYS)}, got {raw!r}")
+        knobs, codes, sep = raw.get("knobs"), raw.get("codes") or {}, raw.get("sep", "")
+        chosen = {**self.per_stage, **self.per_block}
+        if not isinstance(knobs, list) or not knobs or any(k not in chosen for k in knobs):
+            raise SpecError(f"{where}.knobs: expected a non-empty list of the space's knobs ({', '.join(chosen)}), got {knobs!r}")
+        if not isinstance(codes, Mapping) or not isinstance(sep, str):
+            raise SpecError(f"{where}: 'codes' must map values to their codes and 'sep' be a string")
+        return {"knobs": list(knobs), "codes": {str(k): str(v) for k, v in codes.items()}, "sep": sep}
+
     def _stages(self, raw: Any) -> tuple[int, ...]:
         n = self.base.num_stages
         if raw is None:
@@ -139,9 +204,9 @@ class Space:
         out = {}
         for knob, values in raw.items():
             where = f"{self.source}: {scope}.{knob}"
-            if knob not in KNOBS:
-                raise SpecError(f"{where}: unknown knob; the knobs are: {', '.join(KNOBS)}")
-            spec = KNOBS[knob]
+            if knob not in self.knobs:
+                raise SpecError(f"{where}: unknown knob; the knobs are: {', '.join(self.knobs)}")
+            spec = self.knob(knob)
             if scope not in spec.scopes:
                 raise SpecError(f"{where}: {knob!r} is a per-stage knob (it changes the stage as a whole)")
             if not isinstance(values, list) or not values:
@@ -159,8 +224,8 @@ class Space:
 
     def _check_applies(self) -> None:
         for knob in [*self.per_stage, *self.per_block]:
-            fields = KNOBS[knob].row_fields
-            if not any(KNOBS[knob].applies(b) for s in self.stages for b in self.base.stage_blocks(s)):
+            fields = self.knob(knob).row_fields
+            if not any(self.knob(knob).applies(b) for s in self.stages for b in self.base.stage_blocks(s)):
                 raise SpecError(
                     f"{self.source}: knob {knob!r} applies to no block of the searched stages "
                     f"(it needs a row with {' or '.join(map(repr, fields))})"
@@ -168,11 +233,25 @@ class Space:
         for s in self.stages:
             if "depth" in self.per_stage and not self.depth_values(s):
                 raise SpecError(f"{self.source}: per_stage.depth: no value leaves stage {s} with at least one block")
+        if "op" in self.per_stage or "op" in self.per_block:
+            self._check_ops()
+
+    def _check_ops(self) -> None:
+        """Every op the space declares sets knobs that apply to every searched block."""
+        ops = self.knob("op").ops  # type: ignore[attr-defined]
+        if not ops:
+            raise SpecError(f"{self.source}: knob 'op' chooses among the space's ops, and it declares none (ops:)")
+        for name, op in ops.items():
+            for b in (b for s in self.stages for b in self.base.stage_blocks(s)):
+                missing = [k for k in (op if op != SKIP else ()) if not KNOBS[k].applies(b)]
+                if missing:
+                    raise SpecError(f"{self.source}: ops.{name}: knob {missing[0]!r} does not apply to block {b.name} "
+                                    f"({b.type}, {b.source})")
 
     # -- choices -> spec -------------------------------------------------------------------
     def depth_values(self, stage: int) -> list[int]:
         """The depth changes a stage can take: removals stop at its repeat blocks."""
-        return KNOBS["depth"].choices(self.base.stage_blocks(stage), self.per_stage.get("depth", [0]))
+        return self.knob("depth").choices(self.base.stage_blocks(stage), self.per_stage.get("depth", [0]))
 
     def sample(self, choose: Choose) -> Sample:
         """Make every choice through ``choose(name, knob, values)`` and build the spec they give.
@@ -188,7 +267,7 @@ class Space:
             return value
 
         round_to = self.base.round_to
-        edits = [KNOBS[k] for k in STAGE_EDITS if k in self.per_stage]
+        edits = [self.knob(k) for k in STAGE_EDITS if k in self.per_stage]
         blocks: list[BlockConfig] = [b for b in self.base.blocks if b.section == "stem"]
         for s in range(self.base.num_stages):
             stage = list(self.base.stage_blocks(s))
@@ -203,20 +282,59 @@ class Space:
             (s, knob): pick(f"s{s}_{knob}", knob, values)
             for s in self.stages
             for knob, values in self.per_stage.items()
-            if knob not in STAGE_EDITS and any(KNOBS[knob].applies(b) for b in spec.stage_blocks(s))
+            if knob not in STAGE_EDITS and any(self.knob(knob).applies(b) for b in spec.stage_blocks(s))
         }
         edited = []
         for b in spec.blocks:
             if b.stage in self.stages:
                 j = int(b.name.rsplit(".", 1)[1])
-                chosen = {knob: pick(f"s{b.stage}_b{j}_{knob}", knob, values)
-                          for knob, values in self.per_block.items() if KNOBS[knob].applies(b)}
-                chosen |= {knob: value for (s, knob), value in stage_choice.items()
-                           if s == b.stage and KNOBS[knob].applies(b)}
-                for knob in sorted(chosen, key=list(KNOBS).index):  # se before se_from, which sizes it
-                    b = KNOBS[knob].set(b, chosen[knob], round_to)
+                # op first (the others tune the block it gives, where they apply to it), then KNOBS' order:
+                # se before se_from, which sizes it
+                for knob in (k for k in BLOCK_ORDER if k in self.per_block or (b.stage, k) in stage_choice):
+                    if self.knob(knob).applies(b):
+                        value = (pick(f"s{b.stage}_b{j}_{knob}", knob, self.per_block[knob]) if knob in self.per_block
+                                 else stage_choice[(b.stage, knob)])
+                        b = self.knob(knob).set(b, value, round_to)  # type: ignore[attr-defined]
             edited.append(b)
         return Sample(params, rechain(spec, edited, self.source))
+
+    def points(self, limit: int = 100_000) -> Iterator[Sample]:
+        """Every point of the space, each once: an odometer over its choices, made define-by-run (a
+        choice that exists only under another, a grown stage's blocks, is counted under it). A
+        tabular benchmark's whole space is a few thousand points; past ``limit`` this raises SpecError."""
+        path: list[int] = []
+        for n in itertools.count(1):
+            if n > limit:
+                raise SpecError(f"{self.source}: the space has more than {limit} points")
+            sizes: list[int] = []
+
+            def choose(name: str, knob: str, values: list[Any]) -> Any:
+                sizes.append(len(values))
+                return values[path[len(sizes) - 1] if len(sizes) <= len(path) else 0]
+
+            yield self.sample(choose)
+            path = path[:len(sizes)] + [0] * (len(sizes) - len(path))
+            i = len(sizes) - 1
+            while i >= 0 and path[i] + 1 >= sizes[i]:
+                i -= 1
+            if i < 0:
+                return
+            path = path[:i] + [path[i] + 1]
+
+    def key(self, params: Mapping[str, Any]) -> str:
+        """A point's key in the tabular benchmark the space declares (``key:``): the codes of its
+        choices of the key's knobs, in network order (stage, block, then the key's knob order)."""
+        if self.key_format is None:
+            raise SpecError(f"{self.source}: the space declares no key (key:), so no table of trained results can "
+                            "score its points")
+        knobs, codes = self.key_format["knobs"], self.key_format["codes"]
+        names = [n for n in params if parse_param(n)[2] in knobs]
+
+        def order(name: str) -> tuple[int, int, int]:
+            stage, block, knob = parse_param(name)
+            return stage, -1 if block is None else block, knobs.index(knob)
+
+        return self.key_format["sep"].join(codes.get(str(params[n]), str(params[n])) for n in sorted(names, key=order))
 
     def apply(self, params: Mapping[str, Any]) -> ModelSpec:
         """The spec that recorded choices give (e.g. a finished trial's ``params``)."""
@@ -236,11 +354,11 @@ class Space:
 
     def cheapest(self) -> Sample:
         """The point that takes every knob's least costly value: the space's lower bound on cost."""
-        return self.sample(lambda name, knob, values: KNOBS[knob].cheapest(values))
+        return self.sample(lambda name, knob, values: self.knob(knob).cheapest(values))
 
     def dearest(self) -> Sample:
         """The point that takes every knob's most costly value: the space's upper bound on cost."""
-        return self.sample(lambda name, knob, values: max(values, key=KNOBS[knob].rank))
+        return self.sample(lambda name, knob, values: max(values, key=self.knob(knob).rank))
 
     def nearest_to_base(self) -> Sample:
         """The point closest to the base network: each choice the value nearest to what the base has
@@ -252,7 +370,7 @@ class Space:
             blocks = self.base.stage_blocks(stage)
             if block is not None:  # one block's choice; a block that depth added is a copy of the stage's last
                 blocks = [blocks[min(block, len(blocks) - 1)]]
-            return KNOBS[knob].nearest(blocks, values)
+            return self.knob(knob).nearest(blocks, values)
 
         return self.sample(choose)
 

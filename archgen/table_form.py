@@ -27,6 +27,7 @@ from .blocks import BLOCKS, RowType
 from .blocks.base import Expander, Knobs
 from .errors import SpecError
 from .ir import BlockConfig
+from .knobs import SKIP
 from .layers.se import SE_SETTINGS
 from .rows import kind_of, parse_row
 from .spec import TABLE_SECTIONS, ModelSpec, flow_yaml, load_spec, read_table, row_schema, yaml_head
@@ -129,8 +130,10 @@ def _rewrite(raw: Any, ttype: str | None, columns: Sequence[str] | None, default
     names = {f.name for f in dataclasses.fields(schema)}
     repeat = next(f.name for f in dataclasses.fields(schema) if kind_of(schema, f.name) == "repeats")
     as_mapping = dict(raw) if isinstance(raw, Mapping) else dict(zip(columns or [], raw))
-    ours = [b for b in blocks if b.type == rtype]  # an OSA row's max-pool comes from its s
-    values = [_values(b, row, fields, names, knobs) for b in ours]
+    # an OSA row's max-pool comes from its s; a layer a search made a skip op is a skip row of its own
+    ours = [b for b in blocks if b.type in (rtype, SKIP)]
+    values = [_values(b, row, fields, names, knobs) if b.type == rtype else
+              {"type": SKIP, "c": _unscale(b.out_chs, getattr(row, "c", None), "width", knobs)} for b in ours]
     runs: list[list[int]] = []
     for k, v in enumerate(values):
         if runs and values[runs[-1][0]] == v and ours[k].stride == 1:
@@ -139,6 +142,9 @@ def _rewrite(raw: Any, ttype: str | None, columns: Sequence[str] | None, default
             runs.append([k])
     out = []
     for r, run in enumerate(runs):
+        if ours[run[0]].type == SKIP:
+            out.append({**values[run[0]], "n": _repeats(len(run), knobs.depth_mult, where), "s": ours[run[0]].stride})
+            continue
         new = dict(as_mapping)
         new.update({f: v for f, v in values[run[0]].items() if v != getattr(row, f)})
         if "s" in names and r > 0:

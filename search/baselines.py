@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial
 
 from archgen import ModelSpec
 
-from .evaluators import Candidate, Trainer
+from .evaluators import Candidate, Trainer, TrialFailed
 from .problem import Problem
 
 WIDTH_RANGE = (0.1, 3.0)  # where a width-scaled base is looked for
@@ -68,16 +68,23 @@ def width_matching(problem: Problem, target: ModelSpec, tolerance: float) -> tup
 
 def baselines(problem: Problem, study: optuna.Study) -> dict[str, dict[str, Any]]:
     """Score of the base network and of the base width-scaled to the budget (kept on the study, so
-    that a resumed run does not evaluate them again)."""
+    that a resumed run does not evaluate them again). One the evaluator cannot score (a tabular
+    benchmark has no width-scaled base) is left out, with the reason on the study (``unscored``)."""
     cached = study.user_attrs.get("baselines")
     if cached is not None:
         return cached
     out: dict[str, dict[str, Any]] = {}
+    unscored: dict[str, str] = {}
     for label, width in (("base", 1.0), ("scaled", width_within(problem))):
         if width is None:
             continue
-        outcome = problem.evaluate(problem.base_at_width(width))
+        try:
+            outcome = problem.evaluate(problem.base_at_width(width))
+        except TrialFailed as e:
+            unscored[label] = f"the base at width {width:g} has no {problem.metric}: {e.reason}"
+            continue
         out[label] = {"width_mult": width, "score": outcome.score, "latency_ms": outcome.latency_ms}
+    study.set_user_attr("unscored", unscored)
     study.set_user_attr("baselines", out)
     return out
 

@@ -26,6 +26,8 @@ from archgen.fileio import write_atomic, write_json
 from archgen.table_form import dump as table_dump
 
 from .baselines import BUDGET_STEP, WIDTH_RANGE, baselines, fresh_scores
+from .evaluators.table import Table
+from .ground_truth import GroundTruth
 from .problem import Problem
 from .report import SUMMARY, Entry, plot_history, plot_intermediate, plot_pareto, report_md, write_trials
 from .strategies import Strategy
@@ -118,7 +120,9 @@ def notes(cfg: DictConfig, problem: Problem, strategy: Strategy, study: optuna.S
           base_info: Mapping[str, Any], final: bool, table_note: str | None) -> list[str]:
     """The report's notes: the strategy's, best.yaml's form, and what is missing and why."""
     lines = strategy.notes(problem, study) + ([table_note] if table_note else [])
-    if final and cfg.baselines and "scaled" not in base_info:
+    unscored = study.user_attrs.get("unscored", {})
+    lines += list(unscored.values())
+    if final and cfg.baselines and "scaled" not in base_info and "scaled" not in unscored:
         lines.append(f"no width multiplier in {WIDTH_RANGE[0]:g}-{WIDTH_RANGE[1]:g} (steps of {BUDGET_STEP:g}) brings the "
                      f"base within the budget ({problem.latency.source} latency), so there is no width-scaled baseline")
     if best is None:
@@ -187,6 +191,18 @@ def summary_of(cfg: DictConfig, problem: Problem, strategy: Strategy, study: opt
     }
 
 
+def judged(problem: Problem, best: FrozenTrial | None) -> tuple[list[str], dict[str, Any]]:
+    """With a tabular benchmark, the best's true score and rank in the space within the budget (report
+    lines, summary.json figures); otherwise nothing."""
+    if best is None or not isinstance(problem.evaluator, Table) or "arch" not in best.user_attrs:
+        return [], {}
+    lines, figures = GroundTruth.of(problem).notes(best.user_attrs["arch"], problem.budget_ms, problem.metric)
+    if not problem.predicts:
+        lines.append("the trials were timed end to end, the ground truth ranks by the lookup table's latency: the two "
+                     "may disagree near the budget (latency=lut searches with the table's latency itself)")
+    return lines, figures
+
+
 def write_outputs(cfg: DictConfig, out_dir: Path, problem: Problem, strategy: Strategy, study: optuna.Study,
                   started: float, final: bool) -> dict[str, Any]:
     """Everything a run leaves; ``final`` False (an interrupted run) skips the re-measurements and baselines."""
@@ -201,18 +217,19 @@ def write_outputs(cfg: DictConfig, out_dir: Path, problem: Problem, strategy: St
     if final:
         fresh = fresh_scores(problem, study, best, base_info, cfg.fresh_seeds)
         entries = report_entries(problem, best, best_spec, base_info, fresh)
-    write_trials(out_dir / "trials.csv", study, problem.metric)
+    write_trials(out_dir / "trials.csv", study, problem.metric, problem.evaluator.columns)
     strategy.write(study, out_dir)
     front = pareto_front(completed(study), problem.metric, problem.budget_ms)
     write_plots(out_dir, problem, strategy, study, best, base_info, front)
     counts = Counts.of(study)
+    truth_notes, truth = judged(problem, best)
     write_atomic(out_dir / "report.md", report_md(
         title=f"Search: {problem.space.name} within {problem.budget_ms:g} ms",
         settings=settings_lines(cfg, problem, strategy, study, counts, time.perf_counter() - started, final),
         entries=list(entries.values()), metric=problem.metric, best=best, study=study, budget_ms=problem.budget_ms,
         front=front if strategy.reports_front else [],
-        notes=notes(cfg, problem, strategy, study, best, base_info, final, table_note),
+        notes=notes(cfg, problem, strategy, study, best, base_info, final, table_note) + truth_notes,
     ))
-    summary = summary_of(cfg, problem, strategy, study, best, entries, base_info, counts, final)
+    summary = summary_of(cfg, problem, strategy, study, best, entries, base_info, counts, final) | truth
     write_json(out_dir / SUMMARY, summary)
     return summary

@@ -43,7 +43,9 @@ def make_problem(cfg: DictConfig, strategy: Strategy, evaluator: Evaluator) -> P
     data = load_settings(DataSettings, "data", section(cfg, "data")) if evaluator.needs_data else None
     return Problem(
         space=str(cfg.space), budget_ms=cfg.budget_ms, latency=latency, evaluator=evaluator, data=data,
-        cache=cfg.get("cache"), lut=strategy.needs_table, max_memory_gb=cfg.get("max_memory_gb"),
+        # a tabular evaluator's report ranks the best among the whole space by the lookup table's latency
+        cache=cfg.get("cache"), lut=strategy.needs_table or evaluator.tabular, max_memory_gb=cfg.get("max_memory_gb"),
+        seed=cfg.seed,
     )
 
 

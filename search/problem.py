@@ -65,6 +65,7 @@ class Problem:
         cache: the latency tables' folder.
         lut: open the lookup table even with measured latency (a strategy that chooses by it).
         max_memory_gb: refuse a network whose estimated memory is above this.
+        seed: the run's seed; a trial's draw (``Candidate.draw``) comes from it and the trial's number.
     """
 
     def __init__(
@@ -77,12 +78,14 @@ class Problem:
         cache: str | Path | None = None,
         lut: bool = False,
         max_memory_gb: float | None = None,
+        seed: int = 0,
     ) -> None:
         self.budget_ms = check_budget_ms(budget_ms)
         latency.check_device()
         self.max_memory_gb = check_max_memory_gb(max_memory_gb)
         self.latency = latency
         self.evaluator = evaluator
+        self.seed = seed
         self.space = Space(space)
         self.data_settings: DataSettings | None = None
         self.data: Dataset | None = None
@@ -163,10 +166,13 @@ class Problem:
             check_memory(spec, footprint.batch_size, footprint.learns, self.max_memory_gb, footprint.device)
 
     # -- networks ---------------------------------------------------------------------------------
-    def candidate(self, params: Mapping[str, Any], spec: ModelSpec | None = None) -> Candidate:
-        """A point's networks: the deployment network (``spec`` when the caller has built it) and the proxy."""
+    def candidate(self, params: Mapping[str, Any], spec: ModelSpec | None = None, trial: int | None = None) -> Candidate:
+        """A point's networks: the deployment network (``spec`` when the caller has built it) and the proxy;
+        its key where the space declares one; ``trial``: the number of the trial that evaluates it."""
         spec = spec if spec is not None else self.space.apply(params)
-        return Candidate(dict(params), spec, self.proxy.apply(params) if self.proxy is not None else None)
+        key = self.space.key(params) if self.space.key_format is not None else None
+        draw = None if trial is None else (self.seed * 1_000_003 + trial) % 2**32  # as SeededPerTrial's
+        return Candidate(dict(params), spec, self.proxy.apply(params) if self.proxy is not None else None, key, draw)
 
     def base_at_width(self, width_mult: float) -> Candidate:
         """The base network (deployment and proxy) at another width multiplier (MnasNet's baseline)."""
@@ -175,7 +181,12 @@ class Problem:
         for base in (s.base for s in spaces):
             knobs = {"num_classes": base.num_classes, "in_chans": base.in_chans, "input_size": base.input_size}
             networks.append(load_spec(Path(base.source), width_mult=width_mult, **knobs))
-        return Candidate(None, networks[0], networks[1] if len(networks) > 1 else None)
+        params = None
+        if width_mult == 1:  # the base is a point of the space where its settings are among the choices
+            nearest = self.space.nearest_to_base()
+            params = dict(nearest.params) if nearest.spec.key() == self.space.base.key() else None
+        key = self.space.key(params) if params is not None and self.space.key_format is not None else None
+        return Candidate(params, networks[0], networks[1] if len(networks) > 1 else None, key)
 
     # -- scores -----------------------------------------------------------------------------------
     def evaluate(self, candidate: Candidate, latency_ms: float | None = None, report: Report | None = None) -> Outcome:

@@ -75,12 +75,13 @@ class Entry:
         return d
 
 
-def write_trials(path: Path, study: optuna.Study, metric: str) -> None:
-    """``trials.csv``: every trial's number, state, score, latency, costs, failure reason and parameters."""
+def write_trials(path: Path, study: optuna.Study, metric: str, own: Sequence[str] = ()) -> None:
+    """``trials.csv``: every trial's number, state, score, latency, costs, failure reason and parameters;
+    ``own``: the evaluator's figures (``Evaluator.columns``), after the score."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params}, key=_param_order)
-    columns = ["number", "state", metric, "latency_ms", "value", "macs", "num_params", "eval_seconds", "images_per_s",
-               "pruned_at_epoch", "pruned_accuracy", "fail_reason", "iteration", "change", "worker", *names]
+    columns = ["number", "state", metric, *own, "latency_ms", "value", "macs", "num_params", "eval_seconds",
+               "images_per_s", "pruned_at_epoch", "pruned_accuracy", "fail_reason", "iteration", "change", "worker", *names]
     rows = []
     for t in trials:
         row = {"number": t.number, "state": t.state.name, **t.user_attrs, **t.params}

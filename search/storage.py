@@ -133,7 +133,8 @@ class Storage:
         return self._claim(study_name)
 
     def record_heartbeat(self, trial: optuna.Trial) -> None:
-        self.backend.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]  # Trial has no public id
+        if isinstance(self.backend, BaseHeartbeat):  # an in-memory study has one worker, which cannot be lost
+            self.backend.record_heartbeat(trial._trial_id)  # Trial has no public id
 
     @contextlib.contextmanager
     def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
@@ -257,6 +258,13 @@ def open_storage(url: str, heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
     except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as e:  # a malformed URL, no driver, no server
         raise SpecError(f"storage {url!r}: cannot open it ({str(e).splitlines()[0]})") from None
     return Storage(url, backend, heartbeat_interval, grace_period, retry, claim)
+
+
+def memory_storage() -> Storage:
+    """A study in this process's memory, without heartbeats: ``python -m search.compare``'s thousands
+    of short searches, which nothing resumes."""
+    return Storage("memory", optuna.storages.InMemoryStorage(), DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_GRACE_PERIOD, None,
+                   _memory_claim())
 
 
 def _memory_claim() -> Claim:

@@ -14,6 +14,7 @@ from ..errors import SpecError
 from ..ir import BlockConfig, Size
 from ..layers.activations import make_act
 from ..layers.context import BuildContext
+from ..layers.conv import ConvNormAct
 from .base import Block, Expander, PassThrough, SequentialBlock, conv_out, register_block
 
 _LAYER_STRIDES = (1, 2, 3, 4)  # plain layers may stride more than blocks (AlexNet's conv1 has stride 4)
@@ -244,4 +245,25 @@ class NormAct(PassThrough, SequentialBlock):
             self.act = make_act(cfg.act)
 
 
-__all__ = ["AdaptiveAvgPool", "AvgPool", "Conv", "Dropout", "Flatten", "GlobalPool", "Linear", "MaxPool", "NormAct"]
+@register_block("skip")
+class Skip(SequentialBlock):
+    """The skip op of a per-layer search (FBNet, ProxylessNAS; NAS-Bench-Macro's ``Identity``, Su et
+    al. 2021): the identity, or, where the layer strides or changes the width, a 1x1 conv with the
+    layer's stride and a BatchNorm (``downsample``; ResNet's projection shortcut), so that the
+    layers after it see the shapes they would have seen."""
+
+    table_fields = {"c": "out"}
+
+    @dataclass(frozen=True, kw_only=True)
+    class Row:
+        c: int = rows.channels("output channels (the input's: the identity)")
+        n: int = rows.repeats()
+        s: int = rows.stride("stride of the first repeat's projection (1 with the input's width: the identity)")
+
+    def __init__(self, cfg: BlockConfig, ctx: BuildContext) -> None:
+        super().__init__(cfg, ctx)
+        if cfg.stride != 1 or cfg.in_chs != cfg.out_chs:
+            self.downsample = ConvNormAct(cfg.in_chs, cfg.out_chs, 1, cfg.stride, ctx, padding=0)
+
+
+__all__ = ["AdaptiveAvgPool", "AvgPool", "Conv", "Dropout", "Flatten", "GlobalPool", "Linear", "MaxPool", "NormAct", "Skip"]

@@ -7,7 +7,8 @@ config. It declares what it needs and what it costs, and scores one candidate at
 * ``needs_data``: it scores the *proxy network* (the point's architecture at the data's
   resolution, channels and classes) on the data, which the search then loads; an evaluator
   that does not scores the deployment network itself (the multiply-adds, say);
-* ``needs_table``: it reads its scores from a table of trained results (a tabular benchmark);
+* ``tabular``: it reads its scores from a table of trained results (a tabular benchmark), keyed by
+  the point's key (``Candidate.key``); the report then gives the best's true score and its rank;
 * ``per_epoch``: it reports after each epoch, so that a study's pruner can stop it;
 * ``local_settings``: the settings that change where it runs, not what its score means (the
   device, the threads); the others belong to a study's identity (``identity``);
@@ -57,6 +58,8 @@ class Candidate:
     params: Mapping[str, Any] | None
     spec: ModelSpec
     proxy: ModelSpec | None
+    key: str | None = None  # its key in the tabular benchmark the space declares (``Space.key``), if any
+    draw: int | None = None  # the trial's seed, for an evaluator whose result is a random draw; None: outside a trial
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,8 @@ class Evaluator(ABC):
     Settings: ClassVar[type]  # a frozen dataclass, every field with a default: the ``<name>.*`` settings
     metric: ClassVar[str]  # what the score is called in trials.csv, the report and the plots
     needs_data: ClassVar[bool] = True
-    needs_table: ClassVar[bool] = False
+    tabular: ClassVar[bool] = False
+    columns: ClassVar[tuple[str, ...]] = ()  # the figures of its own it records on each trial (trials.csv columns)
     per_epoch: ClassVar[bool] = False
     local_settings: ClassVar[frozenset[str]] = frozenset()
 

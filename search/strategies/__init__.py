@@ -3,8 +3,9 @@
 A strategy is one module of this package that registers a ``Strategy`` dataclass
 (``search.strategies.base``), with its settings' section in ``conf/search.yaml``:
 ``mnasnet.py`` (MnasNet's reward, TPE), ``pareto.py`` (NSGA-II), ``netadapt.py`` (NetAdapt's
-progressive shrinking), ``random_search.py`` (random search). Every module here is imported, so
-a new file plugs in; ``STRATEGIES.names()`` lists them.
+progressive shrinking), ``random_search.py`` (random search), ``evolution.py`` (regularized
+evolution), ``local.py`` (local search). Every module here is imported, so a new file plugs in;
+``STRATEGIES.names()`` lists them.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ A strategy is a frozen dataclass whose fields are its settings (the ``<name>:`` 
 * ``reports_front``: its answer is a Pareto front, which the report lists, not one network;
 * ``retries_lost``: a trial whose worker was lost is retried with its parameters (NetAdapt
   proposes it again itself);
+* ``anytime``: its answer after the first n trials of a run is the answer of a run of n trials
+  (its sampler does not know ``n_trials``; NetAdapt's iterations do), so ``python -m
+  search.compare`` reads every trial count off one run;
 
 and it implements ``make_sampler`` (Optuna's sampler of its study), ``run`` (its trials, through
 ``search.trials``: claimed, heartbeated and recorded the same way for every strategy) and
@@ -48,6 +51,7 @@ class Strategy(ABC):
     takes_pruner: ClassVar[bool] = True
     reports_front: ClassVar[bool] = False
     retries_lost: ClassVar[bool] = True
+    anytime: ClassVar[bool] = True
 
     def settings(self) -> dict[str, Any]:
         """Its settings, as the config gives them."""

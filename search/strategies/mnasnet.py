@@ -40,7 +40,7 @@ class MnasNet(Strategy):
 
     alpha: float = -0.07
     beta: float = -0.07
-    hard: bool = False  # the hard constraint: alpha = 0, beta = -1
+    hard: bool = True  # the hard constraint (alpha = 0, beta = -1): the default, by python -m search.compare (README)
     sampler: str = "tpe"
     startup_trials: int = 10  # TPE: random trials before it models the objective
 

@@ -41,8 +41,7 @@ from archgen import SpecError, build
 from archgen.checks import check_setting, is_int, is_real
 from archgen.fileio import write_atomic
 from archgen.inherit import inherit
-from archgen.knobs import KNOBS
-from archgen.space import parse_param
+from archgen.space import Space, parse_param
 
 from ..evaluators import Trainer
 from ..problem import Problem
@@ -87,6 +86,7 @@ class NetAdapt(Strategy):
 
     needs_table = True  # its proposals are chosen by the lookup table's latency
     retries_lost = False  # a resumed NetAdapt proposes a lost trial's point again in its iteration
+    anytime = False  # n_trials stops it mid-iteration, where its answer is the last accepted network
 
     def __post_init__(self) -> None:
         check_setting("netadapt.step", self.step, is_real(self.step) and 0 < self.step < 1,
@@ -120,11 +120,11 @@ class NetAdapt(Strategy):
             best: Proposal | None = None
             for name in names:
                 knob = parse_param(name)[2]
-                rank = KNOBS[knob].rank
+                rank = problem.space.knob(knob).rank
                 for value in choices[knob]:
                     if rank(value) >= rank(current[name]):
                         continue
-                    sample = problem.space.sample(_replay({**current, name: value}))
+                    sample = problem.space.sample(_replay(problem.space, {**current, name: value}))
                     lut = problem.lut_ms(sample.spec)
                     if lut <= target_ms and (best is None or lut > best.lut_ms):
                         best = Proposal(dict(sample.params), unit, f"{name} {current[name]} -> {value}", lut)
@@ -232,7 +232,7 @@ class NetAdapt(Strategy):
         def objective(trial: optuna.Trial) -> float:
             sample = guarded(trial, lambda: suggest(trial, problem.space))
             report = reporter(trial, lambda accuracy: accuracy) if prunes(study) and problem.evaluator.per_epoch else None
-            candidate = problem.candidate(sample.params, sample.spec)
+            candidate = problem.candidate(sample.params, sample.spec, trial.number)
             if self.inherits(problem):
                 start = None if parent is None else _inherited(problem, sample.params, parent, trial)
                 outcome, weights = guarded(trial, lambda: problem.finetune(
@@ -289,10 +289,10 @@ class NetAdapt(Strategy):
             write_atomic(out_dir / "best.pt", Path(final["weights"]).read_bytes())
 
 
-def _replay(params: Mapping[str, Any]) -> Callable[[str, str, list[Any]], Any]:
+def _replay(space: Space, params: Mapping[str, Any]) -> Callable[[str, str, list[Any]], Any]:
     """A chooser that takes ``params``' values, and for a parameter it lacks (a block the point
     did not have before) the cheapest value."""
-    return lambda name, knob, values: params[name] if name in params else KNOBS[knob].cheapest(values)
+    return lambda name, knob, values: params[name] if name in params else space.knob(knob).cheapest(values)
 
 
 def _inherited(problem: Problem, params: Mapping[str, Any], parent: tuple[Params, Weights], trial: optuna.Trial) -> Weights:

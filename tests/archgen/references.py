@@ -22,6 +22,12 @@ def _d2l(name: str) -> Callable[[], nn.Module]:
     return make
 
 
+def _authors_nasbench_macro() -> nn.Module:
+    from .ref_impl import nasbench_macro_authors
+
+    return nasbench_macro_authors.network("22222222")
+
+
 def _authors_vovnet27_slim() -> nn.Module:
     from .ref_impl import vovnet_authors
 
@@ -60,11 +66,12 @@ REFERENCES: dict[str, Callable[[], nn.Module]] = {
     "efficientnet_b7": tvm.efficientnet_b7,
     "mnasnet_b1": tvm.mnasnet1_0,
     "mnasnet_a1": lambda: timm.create_model("semnasnet_100"),  # timm's current name of mnasnet_a1
+    "nasbench_macro": _authors_nasbench_macro,
 }
 
 # Models whose reference weights load into the generated model and give the same logits.
 PORTED = ["mbv1", "mbv2", "mbv3_large", "mbv3_small", "resnet18", "vovnet39", "ese_vovnet39b", "resnext50_32x4d", "wide_resnet50_2", "shufflenet_v2_x1_0",
-          "efficientnet_b0", "mnasnet_a1", "mnasnet_b1"]
+          "efficientnet_b0", "mnasnet_a1", "mnasnet_b1", "nasbench_macro"]
 
 # timm models that are the same network as a zoo spec, whose checkpoints load into it too
 # (tests/archgen/test_weights.py); mbv1 and the VoVNets' references are these already.

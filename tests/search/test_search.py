@@ -82,7 +82,8 @@ def _halfway_budget(space_file: Path) -> float:
 
 # what a strategy needs beyond the defaults to show what it does in a few trials
 N_TRIALS = {"netadapt": 16}  # a proposal per unit (10 here) each iteration: room for two iterations
-SETTINGS = {"netadapt": ["netadapt.step=0.0001"]}
+SETTINGS = {"netadapt": ["netadapt.step=0.0001"],
+            "evolution": ["evolution.population=3", "evolution.tournament=2"]}  # children in 6 trials
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
@@ -120,6 +121,11 @@ def test_every_strategy_searches_and_writes_what_a_user_acts_on(compose_search, 
     # the best is re-measured, and the report says whether it meets the budget
     assert summary["latency_ms"] > 0 and summary["meets_budget"] == (summary["latency_ms"] <= summary["budget_ms"])
     assert json.loads((out / "summary.json").read_text())["best_trial"] == best.number
+    if strategy in ("evolution", "local"):  # a child of a parent, a neighbour of the current point: one parameter changed
+        key = {"evolution": "evolution:parent", "local": "local_search:current"}[strategy]
+        derived = [t for t in trials if key in t.system_attrs]
+        assert derived and all(sum(v != trials[t.system_attrs[key]].params[k] for k, v in t.params.items()) == 1
+                               for t in derived)
     if strategy == "netadapt":
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         assert all("change" in t.user_attrs and t.user_attrs["lut_ms"] > 0 for t in done)
@@ -134,7 +140,8 @@ def test_every_evaluator_scores_a_search_and_the_report_says_what_one_evaluation
     cls = EVALUATORS.get(evaluator)
     fields = {f.name for f in dataclasses.fields(cls.Settings)}
     quick = [f"{evaluator}.{k}={v}" for k, v in {"epochs": 1, "batch_size": 32, "threads": 1}.items() if k in fields]
-    args = [a for a in fast_overrides(space_file, tmp_path, "study_name=e", "n_trials=2", "baselines=false", "fresh_seeds=0")
+    space = "nasbench_macro" if cls.tabular else space_file  # a tabular benchmark scores the points of its own space
+    args = [a for a in fast_overrides(space, tmp_path, "study_name=e", "n_trials=2", "baselines=false", "fresh_seeds=0")
             if not a.startswith(("evaluator=", "naswot."))]
     out = tmp_path / "run"
     summary = run_search(compose_search, out, *args, f"evaluator={evaluator}", *quick)
@@ -146,6 +153,11 @@ def test_every_evaluator_scores_a_search_and_the_report_says_what_one_evaluation
     report = (out / "report.md").read_text()
     assert f"- **evaluator**: {evaluator} on " in report and "; one evaluation: " in report
     assert ("no data" in report) == (not cls.needs_data)
+    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert header[3:3 + len(cls.columns)] == list(cls.columns)
+    if cls.tabular:  # the best's true score, and its rank among the space's networks within the budget
+        assert "ground truth" in report and 1 <= summary["true_rank"] <= summary["networks_within_budget"]
+        assert summary["regret"] == pytest.approx(summary["optimum"] - summary["true_score"])
 
 
 def test_a_training_search_trains_the_report_networks_again_from_fresh_seeds(compose_search, space_file, tmp_path,
@@ -225,7 +237,7 @@ def one_trial_study(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(("change", "named"), [
     ("budget_ms=40", "budget_ms=50.0, not 40.0"),
-    ("mnasnet.hard=true", "mnasnet.hard=False, not True"),
+    ("mnasnet.hard=false", "mnasnet.hard=True, not False"),
     ("mnasnet.alpha=-0.1", "mnasnet.alpha=-0.07, not -0.1"),
     ("data.size=16", "data.size=32, not 16"),
     ("data.limit=100", "data.limit=200, not 100"),
@@ -501,7 +513,7 @@ def test_an_unknown_choice_is_one_line_before_hydra_runs(monkeypatch, capsys, ar
         (["fresh_seeds=-1"], "fresh_seeds must be an integer >= 0, got -1"),
         (["timeout_min=0"], "timeout_min must be a positive number of minutes or null, got 0"),
         (["train.device=tpu"], "train.device must be one of auto, cpu, cuda or cuda:<index>, got 'tpu'"),
-        (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=mnasnet or "),
+        (["strategy=pareto", "pruner=median"], "pruner=median needs a single objective (strategy=evolution or local or mnasnet or "),
         (["budget_ms=inf"], "budget_ms must be a positive, finite number of milliseconds, got inf"),
         (["seed=abc"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 'abc'"),
         (["seed=1.5"], "seed must be an integer >= 0 (the sampler's, and each trial's with its number), got 1.5"),
