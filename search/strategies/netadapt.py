@@ -8,7 +8,8 @@ step according to the lookup table while removing the least: one knob moved to a
 (a smaller kernel, a smaller expansion or width, SE off, fewer layers or blocks). Each proposal
 is briefly trained (an Optuna trial); the most accurate becomes the next network. The search
 stops when the table says the network meets the budget, when no unit can make the step, or at
-``max_iterations`` / ``n_trials``.
+``max_iterations`` / ``n_trials``; a start network that meets the budget already is the answer
+(evaluated, if no training started from it).
 
 Each proposal starts from the current network's weights (``archgen.inherit``: a kept block
 keeps its weights, a shrunk one the channels or kernel taps of the largest L1 norm) and is
@@ -166,6 +167,8 @@ class NetAdapt(Strategy):
             now_ms = problem.lut_ms(problem.space.apply(current))
             if now_ms <= problem.budget_ms:
                 study.set_user_attr("netadapt_stop", f"iteration {i}: {now_ms:.2f} ms meets the budget")
+                if i == 0 and start is None:  # the start network meets the budget already: it is the answer
+                    self._start(problem, study, storage, current, store, n_trials, callbacks)
                 break
             target = now_ms - self.step * base_ms * self.decay**i
             proposals = self.proposals(problem, current, target)

@@ -17,8 +17,10 @@ from archgen.cost.latency import LatencySettings
 from archgen.knobs import KNOBS
 from archgen.space import parse_param
 from search.data import DataSettings
+from search.evaluators import make_evaluator
 from search.evaluators.naswot import Naswot, NaswotSettings
 from search.problem import Problem
+from search.storage import memory_storage
 from search.strategies import STRATEGIES, Strategy, make_strategy, register_strategy
 from search.strategies.mnasnet import reward
 from search.strategies.netadapt import NetAdapt
@@ -156,3 +158,16 @@ def test_registering_what_is_not_a_strategy_dataclass_is_refused():
         register_strategy("test_plain")(Plain)
     with pytest.raises(ValueError, match="already registered"):
         register_strategy("mnasnet")(STRATEGIES.get("pareto"))
+
+
+def test_netadapt_answers_with_its_start_network_where_that_meets_the_budget_already():
+    """A budget above the base: no shrinking, one trial (the start), and it is the answer (a tabular
+    benchmark's table evaluator, which does not train: no weights to inherit)."""
+    problem = Problem("nasbench_macro", 1e3, LatencySettings(source="lut"), make_evaluator("table", {}), lut=True)
+    strategy = make_strategy("netadapt", {})
+    storage = memory_storage()
+    study = optuna.create_study(storage=storage.backend, sampler=strategy.make_sampler(0))
+    strategy.run(problem, study, storage, 10, [])
+    best = strategy.best(problem, study)
+    assert len(study.trials) == 1 and best is not None and best.params == problem.space.nearest_to_base().params
+    assert study.user_attrs["netadapt_stop"].startswith("iteration 0:") and best.user_attrs["arch"] == "22222222"
