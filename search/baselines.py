@@ -19,8 +19,9 @@ from optuna.trial import FrozenTrial
 
 from archgen import ModelSpec
 
-from .evaluators import Candidate, Trainer, TrialFailed
+from .evaluators import Candidate, Trainer
 from .problem import Problem
+from .trials import TRIAL_ERRORS
 
 WIDTH_RANGE = (0.1, 3.0)  # where a width-scaled base is looked for
 BUDGET_STEP = 0.05  # the search's baseline: the widest multiplier of 0.1, 0.15, ... 3.0 within the budget
@@ -80,8 +81,8 @@ def baselines(problem: Problem, study: optuna.Study) -> dict[str, dict[str, Any]
             continue
         try:
             outcome = problem.evaluate(problem.base_at_width(width))
-        except TrialFailed as e:
-            unscored[label] = f"the base at width {width:g} has no {problem.metric}: {e.reason}"
+        except TRIAL_ERRORS as e:  # what fails a trial leaves a baseline out: the report is still written
+            unscored[label] = f"the base at width {width:g} has no {problem.metric}: {e}"
             continue
         out[label] = {"width_mult": width, "score": outcome.score, "latency_ms": outcome.latency_ms}
     study.set_user_attr("unscored", unscored)

@@ -90,11 +90,15 @@ class Problem:
         self.data_settings: DataSettings | None = None
         self.data: Dataset | None = None
         self.proxy: Space | None = None
+        if evaluator.tabular and self.space.key_format is None:
+            raise SpecError(f"evaluator={evaluator.name} scores a point by its key in a benchmark's file, and space "
+                            f"{self.space.name} declares none (key:); e.g. space=nasbench_macro")
         if evaluator.needs_data:
             self.data_settings = data or DataSettings()
             self.data = load_data(self.data_settings)
             self.proxy = self.space.at(num_classes=self.data.num_classes, in_chans=self.data.in_chans,
                                        input_size=self.data.size)
+        evaluator.check(self.data)  # a setting every trial would fail on stops here
         # the table serves latency=lut and NetAdapt's proposals, calibrated across the space's range
         self.table: LatencyTable | None = open_table(latency, cache) if lut or latency.source == "lut" else None
         if self.table is not None and not self.table.calibration.networks:

@@ -182,6 +182,8 @@ def time_runs(fns: Sequence[Callable[[], Any]], settings: LatencySettings) -> li
     in the caches).
     """
     settings.check_device()
+    if not fns:  # nothing to time (a search whose every trial failed has no network to re-measure)
+        return []
     steady_allocator()
     # CUDA events bracket work on torch's stream; ONNX Runtime's session.run returns once its output
     # is back on the host, so the wall clock times it

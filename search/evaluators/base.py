@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from archgen import ModelSpec, SpecError
-from archgen.checks import load_settings
+from archgen.checks import check_setting, load_settings
 from archgen.registry import Registry
 
 if TYPE_CHECKING:
@@ -114,6 +114,10 @@ class Evaluator(ABC):
         """Its memory, checked against ``max_memory_gb`` before each evaluation (None: none to speak of)."""
         return None
 
+    def check(self, data: Dataset | None) -> None:
+        """Refuse, before any trial, settings the data cannot serve (a SpecError): a minibatch larger
+        than the training set would fail every trial alike."""
+
     def epochs_reported(self) -> int:
         """How many per-epoch reports one evaluation makes at most (a pruner's largest rung)."""
         return 1
@@ -178,6 +182,12 @@ def make_evaluator(name: str, settings: Mapping[str, Any] | None = None) -> Eval
     unknown name or setting is a ``SpecError`` that lists the known ones."""
     cls = EVALUATORS.get(name)
     return cls(load_settings(cls.Settings, name, dict(settings or {})))
+
+
+def check_batch(setting: str, batch_size: int, data: Dataset) -> None:
+    """A minibatch of ``batch_size`` must fit in the data's training set."""
+    n = len(data.train_y)
+    check_setting(setting, batch_size, batch_size <= n, f"at most the {n} training samples of data {data.name}")
 
 
 def check_fits(spec: ModelSpec, data: Dataset) -> None:

@@ -17,7 +17,7 @@ from archgen.checks import check_setting, is_int
 
 from ..data import Dataset
 from ..device import DEVICE_CHOICES, Runtime, check_threads, is_device_name
-from .base import Candidate, Footprint, Report, Score, Evaluator, check_fits, register_evaluator
+from .base import Candidate, Evaluator, Footprint, Report, Score, check_batch, check_fits, register_evaluator
 
 
 # Activations whose output is positive exactly when their input is, so that ``output > 0`` is
@@ -95,8 +95,8 @@ def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
 def naswot(spec: ModelSpec, data: Dataset, settings: NaswotSettings = NaswotSettings()) -> NaswotResult:
     """Score ``spec`` at initialisation on a seeded minibatch of the training images (``naswot_score``)."""
     check_fits(spec, data)
+    check_batch("naswot.batch_size", settings.batch_size, data)
     n = len(data.train_y)
-    check_setting("naswot.batch_size", settings.batch_size, settings.batch_size <= n, f"at most the {n} training samples of data {data.name}")
     runtime = settings.runtime()
     start = time.perf_counter()
     with runtime.seeded(settings.seed):
@@ -126,6 +126,10 @@ class Naswot(Evaluator):
 
     def footprint(self) -> Footprint:
         return Footprint(self.settings.batch_size, learns=False, device=str(self._runtime.device))
+
+    def check(self, data: Dataset | None) -> None:
+        if data is not None:
+            check_batch("naswot.batch_size", self.settings.batch_size, data)
 
     def cost(self, data: Dataset | None) -> str:
         return f"one forward pass of {self.settings.batch_size} images at initialisation, no training"

@@ -27,7 +27,7 @@ from archgen.checks import check_setting, is_int, is_real
 
 from ..data import Dataset
 from ..device import DEVICE_CHOICES, PRECISIONS, Runtime, check_threads, is_device_name
-from .base import Candidate, Footprint, Report, Score, Trainer, TrialFailed, check_fits, register_evaluator
+from .base import Candidate, Footprint, Report, Score, Trainer, TrialFailed, check_batch, check_fits, register_evaluator
 
 
 @dataclass(frozen=True)
@@ -213,8 +213,8 @@ def train(spec: ModelSpec, data: Dataset, settings: TrainSettings = TrainSetting
     (``search.device`` says when a GPU does).
     """
     check_fits(spec, data)
+    check_batch("train.batch_size", settings.batch_size, data)
     n, batch_size = len(data.train_y), settings.batch_size
-    check_setting("train.batch_size", batch_size, n // batch_size > 0, f"at most the {n} training samples of data {data.name}")
     runtime = settings.runtime()
     on_device = data.to(runtime.device)
     start = time.perf_counter()
@@ -315,6 +315,10 @@ class Train(Trainer):
 
     def epochs_reported(self) -> int:
         return self.settings.epochs * self.settings.repeats
+
+    def check(self, data: Dataset | None) -> None:
+        if data is not None:
+            check_batch("train.batch_size", self.settings.batch_size, data)
 
     def cost(self, data: Dataset | None) -> str:
         s = self.settings

@@ -616,3 +616,31 @@ def test_an_out_of_memory_trial_fails_with_its_reason_frees_the_cache_and_the_se
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert trials[1].user_attrs["fail_reason"] == "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert freed == [True] and summary["fail"] == 1
+
+
+@pytest.mark.parametrize("baselines", ["true", "false"])
+def test_a_search_whose_every_trial_fails_writes_its_report_instead_of_a_zero_division(compose_search, space_file,
+                                                                                       tmp_path, baselines):
+    """Every network is refused (max_memory_gb): the trials fail, the baselines are left out with the
+    reason, and the report says no trial completed (no network left to re-measure, nothing to divide)."""
+    out = tmp_path / "run"
+    summary = run_search(compose_search, out, *fast_overrides(space_file, tmp_path, "study_name=f", "n_trials=2",
+                                                              "latency=lut", "max_memory_gb=0.00001",
+                                                              f"baselines={baselines}"))
+    assert (summary["complete"], summary["fail"], summary["best_trial"]) == (0, 2, None)
+    report = (out / "report.md").read_text()
+    assert "- no trial completed" in report and all(f in {p.name for p in out.iterdir()} for f in ("trials.csv", "summary.json"))
+    assert ("has no naswot: model" in report and "above max_memory_gb" in report) == (baselines == "true")
+
+
+@pytest.mark.parametrize(("evaluator", "setting", "message"), [
+    ("naswot", "naswot.batch_size=500", "naswot.batch_size must be at most the 200 training samples of data digits"),
+    ("train", "train.batch_size=500", "train.batch_size must be at most the 200 training samples of data digits"),
+    ("table", "table.field=test_acc", "evaluator=table scores a point by its key in a benchmark's file, and space"),
+])
+def test_a_setting_every_trial_would_fail_on_is_refused_before_the_first_trial(compose_search, space_file, tmp_path,
+                                                                               evaluator, setting, message):
+    args = [a for a in fast_overrides(space_file, tmp_path, "study_name=b", "n_trials=2") if not a.startswith("evaluator=")]
+    with pytest.raises(archgen.SpecError, match=re.escape(message)):
+        run_search(compose_search, tmp_path / "run", *args, f"evaluator={evaluator}", setting)
+    assert not (tmp_path / "studies.db").exists() or not _study(tmp_path, "b").trials
