@@ -126,7 +126,10 @@ class LatencyTable:
         settings.check_device()
         self.settings = settings
         self.fingerprint = fingerprint(settings)
-        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+        # a table timed with another protocol (a cold, one-repeat build) is another table, not this one
+        self.protocol = {"warmup": settings.warmup, "repeats": settings.repeats, "statistic": "median"}
+        identity = {**self.fingerprint, "protocol": self.protocol}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(cache_dir or default_cache_dir()) / "lut" / f"{digest}.json"
         self._lock = FileLock(str(self.path) + ".lock")
         self.entries: dict[str, float] = {}
@@ -179,6 +182,8 @@ class LatencyTable:
             raise _Damaged("not a table: no 'entries' mapping")
         if data.get("format") != FORMAT or data.get("fingerprint") != self.fingerprint:
             raise _Damaged("written by another format or environment")
+        if data.get("protocol") != self.protocol:
+            raise _Damaged(f"timed with another protocol ({data.get('protocol')}, not {self.protocol})")
         entries = data["entries"]
         if not all(is_finite(v) and v >= 0 for v in entries.values()):
             raise _Damaged("entries are not block -> finite milliseconds")
@@ -203,7 +208,7 @@ class LatencyTable:
             doc = {
                 "format": FORMAT,
                 "fingerprint": self.fingerprint,
-                "protocol": {"warmup": self.settings.warmup, "repeats": self.settings.repeats, "statistic": "median"},
+                "protocol": self.protocol,
                 "calibration": asdict(self.calibration),
                 "entries": dict(sorted(self.entries.items())),
             }
@@ -296,6 +301,7 @@ class TargetTable(LatencyTable):
             self.fingerprint = head["fingerprint"] if isinstance(head, dict) else None
             if not isinstance(self.fingerprint, dict) or self.fingerprint.get("backend") != "onnxruntime":
                 raise _Damaged("not an installed target table (python -m archgen.target import)")
+            self.protocol = head.get("protocol")  # the target's own: it was timed there, by the export's settings
             if head.get("batch_size") != settings.batch_size:
                 raise _Damaged(f"timed at batch {head.get('batch_size')}, not latency.batch_size={settings.batch_size}")
             data = self._parse(raw)

@@ -168,6 +168,19 @@ def test_a_table_of_another_environment_is_not_trusted(tmp_path):
         assert len(LatencyTable(FAST, tmp_path)) == 0
 
 
+def test_a_table_built_with_another_protocol_is_another_table_never_silently_reused(tmp_path):
+    """A cold build (one repeat, no warm-up) once served every default run from the same file."""
+    cold = LatencyTable(LatencySettings(warmup=0, repeats=1), tmp_path)
+    cold.predict(_spec())
+    warm = LatencyTable(FAST, tmp_path)
+    assert warm.path != cold.path and len(warm) == 0
+    doc = json.loads(cold.path.read_text())
+    assert doc["protocol"] == {"warmup": 0, "repeats": 1, "statistic": "median"}
+    warm.path.write_text(json.dumps(doc))  # a cold table copied in place of the warm one
+    with pytest.warns(RuntimeWarning, match=r"timed with another protocol \({'warmup': 0, 'repeats': 1"):
+        assert len(LatencyTable(FAST, tmp_path)) == 0
+
+
 def test_block_latencies_follow_the_work(tmp_path):
     # A 7x7 depthwise kernel on 6x the channels must not be predicted cheaper than 3x3 on 3x.
     table = LatencyTable(LatencySettings(warmup=2, repeats=15), tmp_path)
