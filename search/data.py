@@ -11,7 +11,8 @@ are stratified and seeded: the same settings give the same samples.
 * ``digits`` (the default): the UCI optical recognition of handwritten digits set as
   scikit-learn ships it (``sklearn.datasets.load_digits``: 1797 8x8 grey images, 10
   classes), so it needs no download and no ``root``;
-* ``imagefolder``: ``torchvision.datasets.ImageFolder`` at ``root`` (one folder per class), RGB;
+* ``imagefolder``: ``torchvision.datasets.ImageFolder``'s layout at ``root`` (one folder per class), RGB,
+  8- or 16-bit, no link followed out of the root;
 * ``cifar10``: torchvision's ``CIFAR10`` at ``root``, downloaded there only with ``download=True``;
 * ``fashion_mnist``: Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) read from its four IDX files
   at ``root`` (Debian's ``dataset-fashion-mnist`` and Zalando's layout) or at
@@ -45,7 +46,7 @@ from archgen.limits import MAX_INPUT_SIZE
 from .device import owned_cores
 
 if TYPE_CHECKING:
-    from torchvision.datasets import CIFAR10, ImageFolder, VisionDataset
+    from torchvision.datasets import CIFAR10, VisionDataset
 
 # torchvision is imported where a dataset needs it: importing it imports its models and
 # torch._dynamo, about 3 s that every command on digits or Fashion-MNIST's IDX files would pay
@@ -199,56 +200,100 @@ def _digits(s: DataSettings) -> _Source:
 
 
 def _imagefolder(s: DataSettings) -> _Source:
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms.functional import pil_to_tensor
-
     root = _root(s)
-    try:
-        folder = ImageFolder(root)
-    except FileNotFoundError as err:  # no class folders, or no images in them
-        raise SpecError(f"data.root {root}: {err}") from err
-    _drop_unreadable(folder, root)
-
-    def decode(path: str) -> torch.Tensor:
-        try:
-            return pil_to_tensor(folder.loader(path))[None] / 255
-        except (OSError, ValueError) as e:  # a file whose header reads but whose pixels do not (a truncated JPEG)
-            raise SpecError(f"data.root {root}: cannot decode {path} ({e})") from None
+    classes, samples = _scan_imagefolder(root)
+    samples = _drop_unreadable(samples, classes, root)
 
     def images(indices: np.ndarray) -> torch.Tensor:
         # images differ in size, so each is resized on its own before they are stacked
-        return torch.cat([_resize(decode(folder.samples[i][0]), s.size) for i in indices])
+        return torch.cat([_resize(_pixels(samples[i][0], root), s.size) for i in indices])
 
-    return _Source(_Split(np.asarray(folder.targets), images), None, len(folder.classes))
+    return _Source(_Split(np.asarray([c for _, c in samples]), images), None, len(classes))
 
 
-def _drop_unreadable(folder: ImageFolder, root: Path) -> None:
-    """Leave out of an ``ImageFolder`` the files that are not readable images (PIL's check of the
-    header and, for PNG, of every chunk), with one warning that counts them; a class left with
-    no image is an error."""
+def _scan_imagefolder(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """torchvision's ``ImageFolder`` layout (one folder per class, image files by extension), read
+    without following links out of the root: a linked folder is not entered (a link to ``..`` made
+    thousands of mislabelled samples of a dozen files, in both splits), a linked file counts where it
+    points inside the root, and each file once."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+    real_root = root.resolve()
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+    if not classes:
+        raise SpecError(f"data.root {root}: no class folder (one folder of images per class)")
+    seen: set[Path] = set()
+    samples = []
+    for label, name in enumerate(classes):
+        for folder, subfolders, files in os.walk(root / name):  # followlinks=False: no loop, no way out
+            subfolders.sort()
+            for file in sorted(files):
+                path = Path(folder) / file
+                real = path.resolve()
+                if not has_file_allowed_extension(file, IMG_EXTENSIONS) or not real.is_file():
+                    continue
+                if real.is_relative_to(real_root) and real not in seen:
+                    seen.add(real)
+                    samples.append((str(path), label))
+    empty = [name for label, name in enumerate(classes) if all(c != label for _, c in samples)]
+    if empty:
+        raise SpecError(f"data.root {root}: class folder {empty[0]!r} has no image file "
+                        f"(extensions: {', '.join(IMG_EXTENSIONS)})")
+    return classes, samples
+
+
+_NO_RANGE = {"I": "32-bit integer", "F": "32-bit float"}  # PIL modes whose pixels have no fixed range
+
+
+def _pixels(path: str, root: Path) -> torch.Tensor:
+    """One image as (1, 3, H, W) floats in [0, 1]: 8-bit images through PIL's RGB conversion, 16-bit
+    greyscale scaled by 65535 (the conversion clips it at 255: a 16-bit PNG came out 99.6 % white)."""
+    from PIL import Image
+    from torchvision.transforms.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as image:
+            if image.mode.startswith("I;16"):
+                grey = torch.from_numpy(np.asarray(image).astype(np.float32) / 65535)
+                return grey.expand(1, 3, *grey.shape).contiguous()
+            if image.mode in _NO_RANGE:
+                raise SpecError(f"data.root {root}: {path} is a {_NO_RANGE[image.mode]} image, whose range no file "
+                                "states: convert it to 8- or 16-bit")
+            return pil_to_tensor(image.convert("RGB"))[None] / 255
+    except (OSError, ValueError) as e:  # a file whose header reads but whose pixels do not (a truncated JPEG)
+        raise SpecError(f"data.root {root}: cannot decode {path} ({e})") from None
+
+
+def _drop_unreadable(samples: list[tuple[str, int]], classes: list[str], root: Path) -> list[tuple[str, int]]:
+    """The samples that are readable images (PIL's check of the header and, for PNG, of every
+    chunk), with one warning that counts the others; a class left with no image is an error, and
+    so is an image whose pixels have no fixed range (32-bit integer or float), before any is read."""
     from PIL import Image
 
     def readable(path: str) -> bool:
         try:
             with Image.open(path) as image:
+                mode = image.mode
                 image.verify()
-            return True
         except Exception:  # PIL raises many types for a damaged file: any of them means "skip it"
             return False
+        if mode in _NO_RANGE:
+            raise SpecError(f"data.root {root}: {os.path.relpath(path, root)} is a {_NO_RANGE[mode]} image, whose "
+                            "range no file states: convert it to 8- or 16-bit")
+        return True
 
-    samples = folder.samples
     keep = [readable(path) for path, _ in samples]
     if all(keep):
-        return
+        return samples
     skipped = [os.path.relpath(path, root) for (path, _), ok in zip(samples, keep) if not ok]
-    folder.samples = folder.imgs = [sample for sample, ok in zip(samples, keep) if ok]
-    folder.targets = [target for _, target in folder.samples]
-    left = set(folder.targets)
-    empty = [name for i, name in enumerate(folder.classes) if i not in left]
+    kept = [sample for sample, ok in zip(samples, keep) if ok]
+    left = {label for _, label in kept}
+    empty = [name for i, name in enumerate(classes) if i not in left]
     if empty:
         raise SpecError(f"data.root {root}: class {empty[0]!r} has no readable image ({len(skipped)} unreadable, "
                         f"e.g. {skipped[0]})")
     warnings.warn(f"data.root {root}: skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}", RuntimeWarning, 4)
+    return kept
 
 
 def _open(cls: type[VisionDataset], s: DataSettings, train: bool) -> VisionDataset:
