@@ -51,25 +51,77 @@ def device_name() -> str:
     return platform.processor() or platform.machine() or "unknown device"
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest of every block of a large space is a few MB
+MAX_DIM = 1 << 16  # one side of an input shape
+MAX_ELEMENTS = 1 << 28  # one input: 1 GiB of float32
+
+
 def read_manifest(folder: str) -> dict:
+    """The folder's manifest, checked whole before anything is timed (a missing key, a bad shape or
+    a file outside the folder would otherwise fail after the timing, or time the wrong file)."""
     path = os.path.join(folder, MANIFEST)
     try:
         with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BenchError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, not a manifest")
+        manifest = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise BenchError(f"{folder}: no {MANIFEST}; export the blocks with python -m archgen.target export") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise BenchError(f"{path}: not a readable manifest ({e})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise BenchError(f"{path}: not a readable manifest ({type(e).__name__}: {str(e)[:80]})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise BenchError(f"{path}: not an archgen block manifest of format {MANIFEST_FORMAT}")
-    for section in ("blocks", "networks"):
+    check_protocol(manifest.get("protocol", {}), path)
+    for section, name in (("blocks", "key"), ("networks", "name")):
         items = manifest.get(section)
-        if not isinstance(items, list) or not all(isinstance(i, dict) and {"file", "input_shape"} <= set(i) for i in items):
-            raise BenchError(f"{path}: '{section}' must be a list of {{file, input_shape, ...}}")
-        for item in items:
-            if not os.path.isfile(os.path.join(folder, item["file"])):
-                raise BenchError(f"{path}: {section} file {item['file']!r} is missing from {folder}")
+        if not isinstance(items, list):
+            raise BenchError(f"{path}: '{section}' must be a list of {{file, input_shape, {name}, ...}}")
+        for n, item in enumerate(items):
+            check_item(item, f"{path}: {section}[{n}]", name, folder)
     return manifest
+
+
+def _count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_protocol(protocol, path: str) -> None:
+    """The manifest's protocol: warmup >= 0, repeats >= 1, one of the optimisation levels."""
+    if not isinstance(protocol, dict):
+        raise BenchError(f"{path}: 'protocol' must be an object, got {str(protocol)[:40]}")
+    for field, minimum in (("warmup", 0), ("repeats", 1)):
+        if field in protocol and not _count(protocol[field], minimum):
+            raise BenchError(f"{path}: protocol.{field} must be an integer >= {minimum}, got {protocol[field]!r}")
+    level = protocol.get("ort_optimization", "all")
+    if level not in LEVELS:
+        raise BenchError(f"{path}: protocol.ort_optimization must be one of {', '.join(LEVELS)}, got {level!r}")
+
+
+def check_item(item, where: str, name: str, folder: str) -> None:
+    """One block or network: its name, a file inside the folder, an input shape of positive sides."""
+    if not isinstance(item, dict):
+        raise BenchError(f"{where}: must be an object {{file, input_shape, {name}}}, got {str(item)[:40]}")
+    missing = [k for k in ("file", "input_shape", name) if k not in item]
+    if missing:
+        raise BenchError(f"{where}: no {missing[0]!r}")
+    if not isinstance(item[name], str) or not item[name]:
+        raise BenchError(f"{where}: {name!r} must be a non-empty string, got {str(item[name])[:40]}")
+    file = item["file"]
+    root = os.path.realpath(folder)
+    if not isinstance(file, str) or os.path.isabs(file) or \
+            os.path.commonpath([root, os.path.realpath(os.path.join(folder, file))]) != root:
+        raise BenchError(f"{where}: file {str(file)[:80]!r} must be a path inside {folder}")
+    if not os.path.isfile(os.path.join(folder, file)):
+        raise BenchError(f"{where}: file {file!r} is missing from {folder}")
+    shape = item["input_shape"]
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 8 and all(_count(d, 1) and d <= MAX_DIM for d in shape)):
+        raise BenchError(f"{where}: input_shape must be a list of 1-8 integers in [1, {MAX_DIM}], got {str(shape)[:60]}")
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements > MAX_ELEMENTS:
+        raise BenchError(f"{where}: input_shape {shape} is {elements} elements, more than {MAX_ELEMENTS}")
 
 
 def session_options(ort, threads: int, level: str):
@@ -150,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and value < minimum:
             parser.error(f"--{flag} must be >= {minimum}, got {value}")
+    out = args.out or os.path.join(args.folder, "table.json")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        print(f"ort_bench.py: error: --out {out}: no folder {os.path.dirname(os.path.abspath(out))} to write it in",
+              file=sys.stderr)
+        return 2
     try:
         table = bench(args.folder, args.threads, args.provider, args.warmup, args.repeats)
     except BenchError as e:
@@ -158,12 +215,17 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"ort_bench.py: error: needs onnxruntime and numpy ({e})", file=sys.stderr)
         return 2
-    out = args.out or os.path.join(args.folder, "table.json")
     tmp = f"{out}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(table, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, out)  # a table appears whole or not at all
+    try:
+        with open(tmp, "w") as f:
+            json.dump(table, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, out)  # a table appears whole or not at all
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        print(f"ort_bench.py: error: cannot write {out} ({e.strerror or e})", file=sys.stderr)
+        return 2
     print(f"timed {len(table['blocks'])} blocks and {len(table['networks'])} networks on {table['device']['name']}, "
           f"{args.provider}, {args.threads} thread(s); wrote {out}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,48 @@ def test_ort_bench_refuses_a_folder_without_a_manifest_in_one_line(exported, tmp
     assert r.returncode == 2
     assert r.stderr.strip() == (f"ort_bench.py: error: {tmp_path}: no manifest.json; export the blocks with "
                                 "python -m archgen.target export")
+
+
+def _edit(manifest: dict, section: str, index: int, **fields) -> dict:
+    items = [dict(i) for i in manifest[section]]
+    items[index] = {k: v for k, v in {**items[index], **fields}.items() if v is not None}
+    return {**manifest, section: items}
+
+
+MANIFEST_FAULTS = {
+    "absolute file": (lambda m: _edit(m, "blocks", 0, file="/etc/passwd"), r"blocks\[0\]: file '/etc/passwd' must be a path inside"),
+    "file out of the folder": (lambda m: _edit(m, "blocks", 1, file="../ort_bench.py"), r"blocks\[1\]: file '../ort_bench.py' must be"),
+    "negative shape": (lambda m: _edit(m, "blocks", 0, input_shape=[1, -3, 8, 8]), r"input_shape must be a list of 1-8 integers"),
+    "string shape": (lambda m: _edit(m, "blocks", 0, input_shape="1x3x8x8"), r"input_shape must be a list"),
+    "huge shape": (lambda m: _edit(m, "blocks", 0, input_shape=[60000, 60000, 1, 1]), r"elements, more than 268435456"),
+    "no name, last": (lambda m: _edit(m, "networks", -1, name=None), r"networks\[\d+\]: no 'name'"),
+    "no key": (lambda m: _edit(m, "blocks", 0, key=None), r"blocks\[0\]: no 'key'"),
+    "entry not an object": (lambda m: {**m, "blocks": [1]}, r"blocks\[0\]: must be an object"),
+    "repeats 0": (lambda m: {**m, "protocol": {**m["protocol"], "repeats": 0}}, r"protocol.repeats must be an integer >= 1, got 0"),
+    "bogus level": (lambda m: {**m, "protocol": {**m["protocol"], "ort_optimization": "turbo"}}, r"protocol.ort_optimization must be one of"),
+    "a list": (lambda m: [m], r"not an archgen block manifest"),
+    "deep nesting": (lambda m: None, r"not a readable manifest \(RecursionError"),
+}
+
+
+@pytest.mark.parametrize("fault", MANIFEST_FAULTS)
+def test_ort_bench_checks_its_manifest_before_timing_anything_and_refuses_in_one_line(exported, tmp_path, fault):
+    """Each of these was a traceback, some after all the timing, or a file outside the folder timed without a word."""
+    folder = tmp_path / "blocks"
+    shutil.copytree(exported / "blocks", folder)
+    edit, message = MANIFEST_FAULTS[fault]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edited = edit(manifest)
+    (folder / "manifest.json").write_text("[" * 100_000 if edited is None else json.dumps(edited))
+    r = _bench(exported / "ort_bench.py", str(folder))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.search(message, r.stderr) and not (folder / "table.json").exists()
+
+
+def test_ort_bench_refuses_an_out_in_a_missing_folder_before_timing(exported, tmp_path):
+    r = _bench(exported / "ort_bench.py", "blocks", "--out", str(tmp_path / "no" / "t.json"))
+    assert r.returncode == 2 and r.stderr.strip() == (f"ort_bench.py: error: --out {tmp_path / 'no' / 't.json'}: no folder "
+                                                      f"{tmp_path / 'no'} to write it in")
 
 
 def test_an_incomplete_damaged_or_foreign_table_is_refused_in_one_line(exported, tmp_path):
