@@ -11,6 +11,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them: a FIFO (whose open blocks), a device such
+    as /dev/zero (which never ends) or a file over the limit raises ``ValueError`` before reading on."""
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB")
+    return data
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half.
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 import statistics
 import sys
@@ -43,7 +44,7 @@ from .cost.latency import LatencySettings
 from .cost.lut import FORMAT, Calibration, block_context, default_cache_dir, table_key
 from .deploy import deploy
 from .errors import SpecError
-from .fileio import write_atomic, write_json
+from .fileio import read_regular, write_atomic, write_json
 from .ir import BlockConfig
 from .ort_bench import MANIFEST, MANIFEST_FORMAT, TABLE_FORMAT
 from .space import Space
@@ -115,8 +116,11 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings, validat
     space = Space(space_name)
     batch = settings.batch_size
     blocks = distinct_blocks(space, batch)
-    (out / "blocks").mkdir(parents=True, exist_ok=True)
-    (out / "networks").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "blocks").mkdir(parents=True, exist_ok=True)
+        (out / "networks").mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # out= names a file, or a folder no one may write in
+        raise SpecError(f"out={out}: cannot make the export's folders there ({e.strerror or e})") from None
     entries = []
     for i, (key, (b, spec)) in enumerate(blocks.items()):
         file = f"blocks/{i:05d}.onnx"
@@ -144,61 +148,122 @@ def export_blocks(space_name: str, out: Path, settings: LatencySettings, validat
     return manifest
 
 
-def _number(v: Any) -> bool:
-    return is_finite(v) and v >= 0
+MAX_FILE_BYTES = 64 << 20  # a table or manifest of every block of a large space is a few MB
+MAX_MS = 1e6  # a timing above 1,000 s is no block's or network's latency
+
+
+def _ms(v: Any) -> bool:
+    """A timing: a positive, finite number of milliseconds below ``MAX_MS`` (a 401-digit integer too)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < MAX_MS and is_finite(float(v))
+
+
+def _read(path: Path, what: str) -> tuple[bytes, Any]:
+    """A JSON file's bytes and data, read only where it is a regular file, and at most MAX_FILE_BYTES."""
+    try:
+        raw = read_regular(path, MAX_FILE_BYTES)
+        return raw, json.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read it ({e.strerror}); expected {what}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise SpecError(f"{path}: not {what} ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _check_manifest(manifest: Any, where: str) -> tuple[set[str], list[dict[str, Any]]]:
+    """The manifest's block keys and networks, each network's blocks among those keys; SpecError otherwise."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise SpecError(f"{where}: not a block manifest of format {MANIFEST_FORMAT} (python -m archgen.target export)")
+    batch = manifest.get("batch_size")
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+        raise SpecError(f"{where}: batch_size must be an integer >= 1, got {str(batch)[:40]!r}")
+    blocks, networks = manifest.get("blocks"), manifest.get("networks")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and isinstance(b.get("key"), str) for b in blocks):
+        raise SpecError(f"{where}: 'blocks' must be a list of objects with a 'key' string")
+    keys = {b["key"] for b in blocks}
+    if not isinstance(networks, list):
+        raise SpecError(f"{where}: 'networks' must be a list")
+    for n, net in enumerate(networks):
+        if not (isinstance(net, dict) and isinstance(net.get("name"), str) and isinstance(net.get("blocks"), list)
+                and all(isinstance(k, str) and k in keys for k in net["blocks"])
+                and net.get("role", CALIBRATION) in (CALIBRATION, VALIDATION)):
+            raise SpecError(f"{where}: networks[{n}] must be {{name, blocks: keys of 'blocks', role: {CALIBRATION} or "
+                            f"{VALIDATION}}}")
+    return keys, networks
+
+
+def _check_timings(table: dict[str, Any], keys: set[str], names: set[str], where: str) -> tuple[dict, dict]:
+    """The table's block and network timings: those of the manifest, each a positive, finite number of ms."""
+    blocks, networks = table.get("blocks"), table.get("networks")
+    if not isinstance(blocks, dict) or not isinstance(networks, dict):
+        raise SpecError(f"{where}: 'blocks' and 'networks' must map names to milliseconds")
+    for section, timed, known in (("block", blocks, keys), ("network", networks, names)):
+        foreign = next((k for k in timed if k not in known), None)
+        if foreign is not None:
+            raise SpecError(f"{where}: {section} {foreign[:80]!r} is not in the manifest")
+        bad = next((k for k, v in timed.items() if not _ms(v)), None)
+        if bad is not None:
+            raise SpecError(f"{where}: {bad!r} is not a finite number of milliseconds in (0, {MAX_MS:g})")
+    return {k: float(v) for k, v in blocks.items()}, {k: float(v) for k, v in networks.items()}
+
+
+def _calibrated(blocks: dict[str, float], networks: dict[str, float], manifest_networks: list[dict[str, Any]],
+                where: str) -> tuple[Calibration, list[tuple[float, float]]]:
+    """The calibration over the timed calibration networks, and (predicted, measured) of the validation
+    ones; a calibration that predicts a latency <= 0 or not finite for any network of the manifest is refused."""
+    missing = [k for k in sorted({k for n in manifest_networks for k in n["blocks"]}) if k not in blocks]
+    timed = [n for n in manifest_networks if n["name"] in networks and all(k in blocks for k in n["blocks"])]
+    nets = [n for n in timed if n.get("role", CALIBRATION) == CALIBRATION]
+    if not nets:
+        raise SpecError(f"{where}: no calibration network was timed with all of its blocks")
+    calibration = Calibration.fit([math.fsum(blocks[k] for k in n["blocks"]) for n in nets],
+                                  [networks[n["name"]] for n in nets])
+    for n in manifest_networks:
+        if missing and any(k in missing for k in n["blocks"]):
+            continue
+        predicted = calibration.scale * math.fsum(blocks[k] for k in n["blocks"]) + calibration.overhead_ms
+        if not (math.isfinite(predicted) and predicted > 0):
+            raise SpecError(f"{where}: its timings calibrate to {calibration.scale:.4g} x blocks + "
+                            f"{calibration.overhead_ms:.4g} ms, which predicts {predicted:.4g} ms for network "
+                            f"{n['name']}: no table that predicts a latency <= 0 is installed")
+    checks = [(calibration.scale * math.fsum(blocks[k] for k in n["blocks"]) + calibration.overhead_ms, networks[n["name"]])
+              for n in timed if n.get("role") == VALIDATION]
+    return calibration, checks
 
 
 def import_table(table_file: Path, manifest_file: Path | None = None, cache_dir: Path | None = None) -> Path:
     """Check a table ``ort_bench.py`` wrote against its manifest, fit the calibration, install it;
     the installed file's path (for ``latency.table=``)."""
     where = str(table_file)
-    try:
-        table = json.loads(Path(table_file).read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise SpecError(f"{where}: cannot read it ({e.strerror})") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise SpecError(f"{where}: not a table ort_bench.py wrote ({type(e).__name__})") from None
+    _, table = _read(Path(table_file), "a table ort_bench.py wrote")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or not isinstance(table.get("device"), dict):
         raise SpecError(f"{where}: not a table ort_bench.py wrote (format {TABLE_FORMAT})")
     manifest_file = manifest_file or Path(table_file).with_name(MANIFEST)
-    try:
-        raw = manifest_file.read_bytes()
-        manifest = json.loads(raw.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SpecError(f"{where}: its manifest {manifest_file} cannot be read ({e}); give manifest=") from None
+    raw, manifest = _read(manifest_file, "its manifest (give manifest=)")
     if hashlib.sha256(raw).hexdigest()[:16] != table.get("manifest"):
         raise SpecError(f"{where}: timed from another export than {manifest_file} (the manifests differ)")
-    blocks, networks = table.get("blocks"), table.get("networks")
-    if not isinstance(blocks, dict) or not isinstance(networks, dict):
-        raise SpecError(f"{where}: 'blocks' and 'networks' must map names to milliseconds")
-    bad = next((k for k, v in {**blocks, **networks}.items() if not _number(v)), None)
-    if bad is not None:
-        raise SpecError(f"{where}: {bad!r} is not a finite number of milliseconds")
-    missing = [e["key"] for e in manifest["blocks"] if e["key"] not in blocks]
+    keys, manifest_networks = _check_manifest(manifest, str(manifest_file))
+    blocks, networks = _check_timings(table, keys, {n["name"] for n in manifest_networks}, where)
+    missing = [k for k in (b["key"] for b in manifest["blocks"]) if k not in blocks]
     if missing:
         raise SpecError(f"{where}: {len(missing)} of the manifest's {len(manifest['blocks'])} blocks were not timed "
                         f"(first: {missing[0]})")
-    timed = [n for n in manifest["networks"] if n["name"] in networks and all(k in blocks for k in n["blocks"])]
-    nets = [n for n in timed if n.get("role", CALIBRATION) == CALIBRATION]
-    if not nets:
-        raise SpecError(f"{where}: no calibration network was timed with all of its blocks")
-    calibration = Calibration.fit([sum(blocks[k] for k in n["blocks"]) for n in nets], [networks[n["name"]] for n in nets])
-    checks = [(calibration.scale * sum(blocks[k] for k in n["blocks"]) + calibration.overhead_ms, networks[n["name"]])
-              for n in timed if n.get("role") == VALIDATION]
-    device = table["device"]
-    fingerprint = {"cpu": device.get("name", "unknown device"), "threads": device.get("threads", 1),
+    calibration, checks = _calibrated(blocks, networks, manifest_networks, where)
+    device = {k: str(v)[:200] for k, v in table["device"].items()}
+    fingerprint = {"cpu": device.get("name", "unknown device"), "threads": table["device"].get("threads", 1),
                    "torch": "-", "device": f"target {device.get('system', '')} {device.get('machine', '')}".strip(),
                    "allocator": "-", "backend": "onnxruntime",
                    "runtime": f"onnxruntime {device.get('onnxruntime')} ({device.get('provider')}, optimisation "
                               f"{device.get('ort_optimization')}), timed by ort_bench.py",
                    "space": manifest.get("space"), "space_digest": manifest.get("space_digest")}
-    doc = {"format": FORMAT, "fingerprint": fingerprint, "batch_size": manifest.get("batch_size"),
+    doc = {"format": FORMAT, "fingerprint": fingerprint, "batch_size": manifest["batch_size"],
            "protocol": table.get("protocol"), "calibration": asdict(calibration), "entries": dict(sorted(blocks.items()))}
     if len(checks) >= 2:
         doc["validation"] = target_validation(checks)
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode() + raw).hexdigest()[:16]
     path = Path(cache_dir or default_cache_dir()) / "lut" / f"target-{digest}.json"
-    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+    try:
+        write_atomic(path, json.dumps(doc, indent=1) + "\n")
+    except OSError as e:
+        raise SpecError(f"cache {path.parent.parent}: cannot install the table there ({e.strerror or e})") from None
     return path
 
 

@@ -42,7 +42,7 @@ from ..blocks import BLOCKS
 from ..builder import build
 from ..checks import is_finite
 from ..errors import SpecError
-from ..fileio import write_atomic
+from ..fileio import read_regular, write_atomic
 from ..ir import BlockConfig
 from ..layers.context import BuildContext
 from ..spec import ModelSpec
@@ -50,6 +50,7 @@ from .latency import LatencySettings, example_input, fingerprint, measure_side_b
 
 CACHE_ENV = "ARCHGEN_CACHE"  # overrides the cache directory
 FORMAT = 2  # bumped when the file layout or the meaning of a key changes
+MAX_TABLE_BYTES = 64 << 20  # a target's table of every block of a large space is a few MB
 
 
 def default_cache_dir() -> Path:
@@ -131,6 +132,11 @@ class LatencyTable:
         identity = {**self.fingerprint, "protocol": self.protocol}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(cache_dir or default_cache_dir()) / "lut" / f"{digest}.json"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # cache= names a file, or a folder no one may write in (/proc)
+            raise SpecError(f"cache {self.path.parent.parent}: cannot make the latency tables' folder "
+                            f"{self.path.parent} ({e.strerror or e})") from None
         self._lock = FileLock(str(self.path) + ".lock")
         self.entries: dict[str, float] = {}
         self.calibration = Calibration()
@@ -293,9 +299,11 @@ class TargetTable(LatencyTable):
         self.settings = settings
         self.path = Path(settings.table)
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path, MAX_TABLE_BYTES)  # not a FIFO, nor /dev/zero
         except OSError as e:
             raise SpecError(f"latency.table={settings.table}: cannot read it ({e.strerror})") from None
+        except ValueError as e:
+            raise SpecError(f"latency.table={settings.table}: {e}") from None
         try:
             head = json.loads(raw.decode("utf-8"))
             self.fingerprint = head["fingerprint"] if isinstance(head, dict) else None

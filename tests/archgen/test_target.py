@@ -4,7 +4,9 @@ table, and use it; and each refusal in one line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -138,6 +140,7 @@ def test_ort_bench_checks_its_manifest_before_timing_anything_and_refuses_in_one
     """Each of these was a traceback, some after all the timing, or a file outside the folder timed without a word."""
     folder = tmp_path / "blocks"
     shutil.copytree(exported / "blocks", folder)
+    (folder / "table.json").unlink(missing_ok=True)  # another test timed the folder
     edit, message = MANIFEST_FAULTS[fault]
     manifest = json.loads((folder / "manifest.json").read_text())
     edited = edit(manifest)
@@ -145,6 +148,78 @@ def test_ort_bench_checks_its_manifest_before_timing_anything_and_refuses_in_one
     r = _bench(exported / "ort_bench.py", str(folder))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert re.search(message, r.stderr) and not (folder / "table.json").exists()
+
+
+def _first_block(t: dict) -> str:
+    return next(iter(t["blocks"]))
+
+
+def _first_validation(m: dict) -> str:
+    return next(n["name"] for n in m["networks"] if n.get("role") == "validation")
+
+
+# (edit of the manifest, edit of the table, the refusal): each was a traceback, or installed without a word
+IMPORT_FAULTS = {
+    "manifest a list": (lambda m: [m], None, r"not a block manifest of format 1"),
+    "blocks not objects": (lambda m: {**m, "blocks": [1, 2]}, None, r"'blocks' must be a list of objects with a 'key'"),
+    "a block without key": (lambda m: {**m, "blocks": [{"file": "x"}] + m["blocks"][1:]}, None, r"'blocks' must be a list"),
+    "blocks a number": (lambda m: {**m, "blocks": 3}, None, r"'blocks' must be a list"),
+    "nested brackets": ("[" * 100_000, None, r"not its manifest \(give manifest=\) \(RecursionError"),
+    "batch_size abc": (lambda m: {**m, "batch_size": "abc"}, None, r"batch_size must be an integer >= 1, got 'abc'"),
+    "a network without name": (lambda m: {**m, "networks": [{"blocks": []}]}, None, r"networks\[0\] must be \{name, blocks"),
+    "a 401-digit timing": (None, lambda t: {**t, "blocks": {**t["blocks"], _first_block(t): 10**400}},
+                           r"is not a finite number of milliseconds in \(0, 1e\+06\)"),
+    "validation timed at 0": (None, lambda t, m: {**t, "networks": {**t["networks"], _first_validation(m): 0}},
+                              r"is not a finite number of milliseconds"),
+    "networks at 1e308": (None, lambda t: {**t, "networks": {k: 1e308 for k in t["networks"]}},
+                          r"is not a finite number of milliseconds"),
+    "blocks at 1e308": (None, lambda t: {**t, "blocks": {k: 1e308 for k in t["blocks"]}},
+                        r"is not a finite number of milliseconds"),
+    "a key outside the manifest": (None, lambda t: {**t, "blocks": {**t["blocks"], "../../etc/passwd": 0.5}},
+                                   r"block '../../etc/passwd' is not in the manifest"),
+    "timings that predict below 0": (None, lambda t: {**t, "networks": {k: 0.001 for k in t["networks"]}},
+                                     r"which predicts -\d.* ms for network .*: no table that predicts a latency <= 0"),
+}
+
+
+@pytest.mark.parametrize("fault", IMPORT_FAULTS)
+def test_import_refuses_a_hostile_table_or_manifest_in_one_line_where_it_installed_it_silently(exported, tmp_path, fault):
+    r = _bench(exported / "ort_bench.py", "blocks", "--warmup", "0", "--repeats", "1", "--out", str(tmp_path / "t.json"))
+    assert r.returncode == 0, r.stderr
+    table = json.loads((tmp_path / "t.json").read_text())
+    manifest = json.loads((exported / "blocks" / "manifest.json").read_text())
+    edit_manifest, edit_table, message = IMPORT_FAULTS[fault]
+    if edit_manifest is not None:
+        raw = (edit_manifest if isinstance(edit_manifest, str) else json.dumps(edit_manifest(manifest))).encode()
+    else:
+        raw = (exported / "blocks" / "manifest.json").read_bytes()
+        takes_manifest = edit_table.__code__.co_argcount == 2
+        table = edit_table(table, manifest) if takes_manifest else edit_table(table)
+    (tmp_path / "m.json").write_bytes(raw)
+    table["manifest"] = hashlib.sha256(raw).hexdigest()[:16]  # the table names this manifest
+    (tmp_path / "bad.json").write_text(json.dumps(table))
+    with pytest.raises(archgen.SpecError, match=message) as err:
+        import_table(tmp_path / "bad.json", tmp_path / "m.json", cache_dir=tmp_path / "cache")
+    assert "\n" not in str(err.value) and not (tmp_path / "cache" / "lut").exists()
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_device_or_a_fifo_named_as_a_table_is_refused_not_read_without_end(tmp_path, special):
+    path = "/dev/zero" if special == "/dev/zero" else str(tmp_path / "fifo")
+    if special == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(archgen.SpecError, match="not a regular file"):
+        import_table(Path(path), cache_dir=tmp_path)
+    with pytest.raises(archgen.SpecError, match=r"latency.table=.*: not a regular file"):
+        open_table(LatencySettings(source="lut", backend="onnxruntime", table=path))
+
+
+def test_a_cache_or_an_export_out_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(archgen.SpecError, match=r"^cache .*file: cannot make the latency tables' folder"):
+        open_table(LatencySettings(source="lut"), cache_dir=tmp_path / "file")
+    with pytest.raises(archgen.SpecError, match=r"^out=.*file: cannot make the export's folders there"):
+        export_blocks("mbv3_large", tmp_path / "file", LatencySettings(backend="onnxruntime"))
 
 
 def test_ort_bench_refuses_an_out_in_a_missing_folder_before_timing(exported, tmp_path):
