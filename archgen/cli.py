@@ -85,16 +85,30 @@ def register_path_component() -> None:
         OmegaConf.register_new_resolver("path_component", path_component)
 
 
+def launch_dir() -> Path:
+    """The directory the command was started in, where its settings' relative paths point: with
+    ``hydra.job.chdir=true`` the process runs in its run directory instead."""
+    try:
+        from hydra.utils import get_original_cwd
+
+        return Path(get_original_cwd())
+    except (ImportError, ValueError):  # not under Hydra (the library, the tests' composed configs)
+        return Path.cwd()
+
+
 def run_app(prog: str, body: Callable[[], T], interrupted: str, out_dir: Path | None = None) -> T:
     """Run a command's ``body``: bad input is one line and exit 2 (and ``out_dir``, the run directory,
     is removed if the body wrote nothing into it), Ctrl-C one line (``prog: interrupted;
     <interrupted>``) and exit 130, after whatever the body saved."""
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         return body()
-    except SpecError as e:
+    except (SpecError, OmegaConfBaseException) as e:  # a setting the config cannot resolve: ${oc.env:UNSET}, a loop
         if out_dir is not None:
             discard_run_dir(out_dir)
-        fail(prog, str(e))
+        message = str(e) if isinstance(e, SpecError) else f"config: {str(e).splitlines()[0]}"
+        fail(prog, message)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None

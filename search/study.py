@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from archgen import SpecError
 from archgen.checks import load_settings
+from archgen.cli import launch_dir
 
 from .data import labels_digest
 from .problem import Problem
@@ -73,7 +74,8 @@ def study_identity(problem: Problem, strategy: Strategy, seed: int) -> dict[str,
 def study_storage(cfg: DictConfig, strategy: Strategy) -> Storage:
     """``storage=`` (default: outputs/search/studies.db) with the heartbeat settings; a lost trial
     is retried where the strategy does not propose it again itself."""
-    return open_storage(cfg.get("storage") or f"sqlite:///{DEFAULT_STORAGE.resolve()}",
+    # the default is where the command started, not the run directory hydra.job.chdir=true moves into
+    return open_storage(cfg.get("storage") or f"sqlite:///{(launch_dir() / DEFAULT_STORAGE).resolve()}",
                         cfg.get("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL),
                         cfg.get("grace_period", DEFAULT_GRACE_PERIOD), retry_lost=strategy.retries_lost)
 

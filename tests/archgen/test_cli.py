@@ -122,6 +122,15 @@ def _assert_bad_input(r: subprocess.CompletedProcess, *fragments: str) -> None:
         assert f in lines[0]
 
 
+@pytest.mark.parametrize("override, says", [
+    ("latency.threads=${oc.env:ARCHGEN_TEST_UNSET_VARIABLE}", "Environment variable 'ARCHGEN_TEST_UNSET_VARIABLE' not found"),
+    ("latency.threads=${latency.threads}", "Recursive interpolation detected"),
+])
+def test_a_setting_the_config_cannot_resolve_is_one_line_not_a_traceback(tmp_path, override, says):
+    r = _cli("model=mbv2", override, f"hydra.run.dir={tmp_path}")
+    _assert_bad_input(r, "archgen: error: config: ", says)
+
+
 def test_unknown_model_lists_the_zoo(tmp_path):
     r = _cli("model=mbv9", f"hydra.run.dir={tmp_path}")
     _assert_bad_input(r, "unknown model 'mbv9'", "mbv3_large")

@@ -644,3 +644,19 @@ def test_a_setting_every_trial_would_fail_on_is_refused_before_the_first_trial(c
     with pytest.raises(archgen.SpecError, match=re.escape(message)):
         run_search(compose_search, tmp_path / "run", *args, f"evaluator={evaluator}", setting)
     assert not (tmp_path / "studies.db").exists() or not _study(tmp_path, "b").trials
+
+
+def test_with_hydra_job_chdir_the_default_storage_stays_where_the_command_started_and_a_rerun_resumes(space_file,
+                                                                                                      tmp_path):
+    """With chdir, the default study database moved into each run directory: a rerun silently started over."""
+    args = [a for a in fast_overrides(space_file, tmp_path, "study_name=d", "n_trials=1", "baselines=false",
+                                      "hydra.job.chdir=true") if not a.startswith("storage=")]
+    outs = []
+    for run_dir in ("run1", "run2"):
+        r = subprocess.run([sys.executable, "-m", "search", *args, f"hydra.run.dir={tmp_path / run_dir}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert "study d: 0 of 1 trials done" in outs[0] and "study d: 1 of 1 trials done" in outs[1]
+    assert (tmp_path / "outputs" / "search" / "studies.db").is_file()
+    assert not list((tmp_path / "run1").glob("**/studies.db"))
