@@ -34,6 +34,9 @@ def import_user_modules(modules: Any) -> None:
             raise SpecError(f"imports: cannot import {name!r} ({e})") from None
 
 
+EXIT_IO = 1  # a file could not be written (or read): not the input's fault
+
+
 def fail(prog: str, message: str) -> NoReturn:
     """Print ``prog: error: message`` on stderr and exit with status 2 (bad input)."""
     print(f"{prog}: error: {message}", file=sys.stderr)
@@ -112,6 +115,18 @@ def run_app(prog: str, body: Callable[[], T], interrupted: str, out_dir: Path | 
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted; {interrupted}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except OSError as e:  # a full disk, a read-only folder: each file is whole or absent, the run is partial
+        print(f"{prog}: error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}{partial(out_dir)}",
+              file=sys.stderr)
+        raise SystemExit(EXIT_IO) from None
+
+
+def partial(out_dir: Path | None) -> str:
+    """What a run directory a failed write stopped holds, in words ("" without one)."""
+    if out_dir is None or not out_dir.is_dir():
+        return ""
+    held = sorted(p.name for p in out_dir.iterdir() if p.name != ".hydra" and not p.name.endswith(".tmp"))
+    return f"; {out_dir} is partial: it holds only {', '.join(held) or 'nothing'} (each file whole)"
 
 
 def hydra_command(prog: str, config_name: str, body: Callable[[DictConfig, Path], Any],

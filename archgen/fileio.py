@@ -41,8 +41,10 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a write that failed (a full disk) names no file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 

@@ -338,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SpecError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # files are written whole or not at all: nothing half-done is left
+        print(f"\n{prog}: interrupted; nothing half-written was left (run it again to start over)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

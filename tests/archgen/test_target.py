@@ -10,8 +10,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,19 @@ def test_the_enumeration_covers_a_space_of_stage_widths_and_depths():
     for _ in range(100):
         spec = space.random(rng).spec
         assert {table_key(b, spec.round_to, 1) for b in spec.blocks} <= keys
+
+
+def test_ctrl_c_during_an_export_is_one_line_and_leaves_no_manifest(tmp_path):
+    """It was a KeyboardInterrupt traceback (nothing was written, and a rerun was clean)."""
+    out = tmp_path / "x"
+    proc = subprocess.Popen([sys.executable, "-m", "archgen.target", "export", "space=mbv3_large", f"out={out}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "blocks").is_dir() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # inside the export's timing and exporting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip() == "python -m archgen.target: interrupted; nothing half-written was left (run it again to start over)"
+    assert not (out / "manifest.json").exists()
