@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -170,3 +171,26 @@ class AggregateSummaries(SweepTable):
 
     files = ("summary.csv", "summary.md")
     aggregate = staticmethod(aggregate)
+
+
+class CheckRunDir(Callback):
+    """Every command's Hydra callback: a run (or sweep) directory that cannot be made, a read-only
+    folder or one under /proc, stops the command in one line before any work, where Hydra would
+    print a traceback."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._make(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._make(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _make(config: Any, key: str) -> None:
+        from omegaconf import OmegaConf
+
+        folder = Path(str(OmegaConf.select(config, key)))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"{config.hydra.job.name}: error: {key}={folder}: cannot make it ({e.strerror or e})", file=sys.stderr)
+            raise SystemExit(2) from None

@@ -301,3 +301,11 @@ def test_a_write_that_fails_on_a_full_disk_is_one_line_and_leaves_whole_files_an
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"archgen: error: File too large: {run / 'spec.yaml'}; {run} is partial: it holds only")
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")) and not (run / "spec.yaml").exists()
+
+
+@pytest.mark.parametrize("command, key", [(["archgen", "model=mbv2"], "hydra.run.dir=/proc/archgen/run"),
+                                          (["search"], "hydra.run.dir=/proc/archgen/run"),
+                                          (["archgen", "-m", "model=mbv2"], "hydra.sweep.dir=/proc/archgen/run")])
+def test_a_run_directory_that_cannot_be_made_is_one_line_not_hydras_traceback(command, key):
+    r = subprocess.run([sys.executable, "-m", *command, key], cwd=REPO, capture_output=True, text=True, timeout=300)
+    _assert_bad_input(r, f"{command[0]}: error: {key}: cannot make it (No such file or directory)")
