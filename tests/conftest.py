@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -133,3 +134,16 @@ def user_block_module(folder: Path, module: str, type_name: str) -> dict[str, st
                 return self.act(self.b(self.act(self.a(x))))
     '''))
     return {"PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def full_disk(max_bytes: int) -> Callable[[], None]:
+    """A subprocess's ``preexec_fn``: its files may not grow past ``max_bytes`` (RLIMIT_FSIZE), so a
+    write past it fails with EFBIG where a full disk's fails with ENOSPC, at the same place."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit

@@ -19,7 +19,7 @@ from archgen.__main__ import knob_overrides, run
 from archgen.cli import discard_run_dir
 from archgen.cost.latency import describe
 from archgen.zoo import CONF_DIR
-from tests.conftest import user_block_module
+from tests.conftest import full_disk, user_block_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,25 +279,12 @@ def test_export_writes_the_checked_model_into_the_run_dir(compose_run, tmp_path,
     assert 0 <= s["export"]["max_abs_diff"] <= 1e-4
 
 
-def _full_disk(max_bytes: int):
-    """A process whose files may not grow past ``max_bytes`` (RLIMIT_FSIZE): each write past it fails
-    with EFBIG as a full disk's fails with ENOSPC, at the same place."""
-    import resource
-    import signal
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
-
-    return limit
-
-
 def test_a_write_that_fails_on_a_full_disk_is_one_line_and_leaves_whole_files_and_a_stated_partial_run(tmp_path):
     """It was a traceback, and spec.yaml stood in the run directory without summary.json, unsaid."""
     run = tmp_path / "run"
     # Hydra's own records fit; the expanded spec of DenseNet-121 does not
     r = subprocess.run([sys.executable, "-m", "archgen", "model=densenet121", "model.input_size=64", f"hydra.run.dir={run}"], cwd=REPO,
-                       capture_output=True, text=True, timeout=300, preexec_fn=_full_disk(6000))
+                       capture_output=True, text=True, timeout=300, preexec_fn=full_disk(6000))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"archgen: error: File too large: {run / 'spec.yaml'}; {run} is partial: it holds only")
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp")) and not (run / "spec.yaml").exists()

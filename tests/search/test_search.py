@@ -38,7 +38,7 @@ from search.storage import open_storage
 from search.strategies import STRATEGIES
 from search.problem import Problem
 
-from tests.conftest import user_block_module
+from tests.conftest import full_disk, user_block_module
 
 from .conftest import SPACE, fast_overrides, run_search
 
@@ -660,3 +660,19 @@ def test_with_hydra_job_chdir_the_default_storage_stays_where_the_command_starte
     assert "study d: 0 of 1 trials done" in outs[0] and "study d: 1 of 1 trials done" in outs[1]
     assert (tmp_path / "outputs" / "search" / "studies.db").is_file()
     assert not list((tmp_path / "run1").glob("**/studies.db"))
+
+
+def test_a_search_that_fills_the_disk_stops_in_one_line_and_states_its_partial_run_directory(space_file, tmp_path):
+    """It was a traceback, leaving best.yaml, trials.csv and pareto.png without report.md or summary.json, unsaid."""
+    args = [a for a in fast_overrides(space_file, tmp_path, "n_trials=2", "baselines=false") if not a.startswith("storage=")]
+    run = tmp_path / "run"
+    # the journal of two trials, best.yaml and trials.csv fit; the plot does not
+    r = subprocess.run([sys.executable, "-m", "search", *args, f"storage=journal:///{tmp_path / 'j.log'}",
+                        f"hydra.run.dir={run}"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       preexec_fn=full_disk(20_000))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line]  # the other line: the budget constrains nothing
+    assert errors == [f"search: error: File too large: {run / 'pareto.png'}; {run} is partial: it holds only "
+                      "best.yaml, search.log, trials.csv (each file whole)"]
+    assert len(optuna.load_study(study_name=None, storage=open_storage(f"journal:///{tmp_path / 'j.log'}").backend)
+               .get_trials(states=(TrialState.COMPLETE,))) == 2  # the study survived whole
