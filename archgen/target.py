@@ -338,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SpecError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:  # a full disk: the manifest is written last, so an export without one is incomplete
+        where = f": {e.filename}" if e.filename else ""
+        print(f"{prog}: error: {e.strerror or e}{where}; an export without manifest.json is incomplete: run it again",
+              file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:  # files are written whole or not at all: nothing half-done is left
         print(f"\n{prog}: interrupted; nothing half-written was left (run it again to start over)", file=sys.stderr)
         raise SystemExit(130) from None

@@ -299,3 +299,4 @@ def test_ctrl_c_during_an_export_is_one_line_and_leaves_no_manifest(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip() == "python -m archgen.target: interrupted; nothing half-written was left (run it again to start over)"
     assert not (out / "manifest.json").exists()
+
