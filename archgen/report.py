@@ -186,9 +186,14 @@ class CheckRunDir(Callback):
 
     @staticmethod
     def _make(config: Any, key: str) -> None:
+        from hydra.core.hydra_config import HydraConfig
         from omegaconf import OmegaConf
 
-        folder = Path(str(OmegaConf.select(config, key)))
+        HydraConfig.instance().set_config(config)  # the run dir's ${hydra:...} resolves against it, as the job's does
+        try:
+            folder = Path(str(OmegaConf.select(config, key)))
+        except Exception:  # a name that does not resolve: Hydra says so itself when it makes the directory
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
