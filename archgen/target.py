@@ -22,11 +22,13 @@ latency.table=<file>`` then makes ``python -m archgen`` and the search use it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import random
+import signal
 import statistics
 import sys
 from dataclasses import asdict
@@ -107,6 +109,24 @@ def _shape(chs: int, size: tuple[int, int] | None, batch: int) -> list[int]:
 
 def _export(module: torch.nn.Module, shape: Sequence[int], path: Path, what: str) -> None:
     export_onnx(deploy(module.eval()), torch.randn(*shape), path, what)
+    if _interrupt_requested:  # Ctrl-C, held while the exporter ran (it may catch the interrupt and try another way)
+        raise KeyboardInterrupt
+
+
+_interrupt_requested: list[bool] = []
+
+
+@contextlib.contextmanager
+def held_interrupt() -> Iterator[None]:
+    """Ctrl-C is held while a file exports and raised as KeyboardInterrupt once it is written: torch's
+    ONNX exporter can catch an interrupt that lands inside it and go on exporting another way."""
+    _interrupt_requested.clear()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _interrupt_requested.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _interrupt_requested.clear()
 
 
 def export_blocks(space_name: str, out: Path, settings: LatencySettings, validate: int = 0, seed: int = 0) -> dict[str, Any]:
@@ -319,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise SpecError("validate must be 0 (none) or at least 2 architectures to rank, got 1")
             settings = LatencySettings(backend="onnxruntime", **ints,
                                        **({"ort_optimization": opts["ort_optimization"]} if "ort_optimization" in opts else {}))
-            manifest = export_blocks(opts["space"], Path(opts["out"]), settings, validate, seed)
+            with held_interrupt():
+                manifest = export_blocks(opts["space"], Path(opts["out"]), settings, validate, seed)
             print(f"wrote {len(manifest['blocks'])} blocks and {len(manifest['networks'])} networks of space "
                   f"{manifest['space']} to {opts['out']}; time them on the target: python ort_bench.py {opts['out']}")
         elif args[:1] == ["import"] and len(args) >= 2:
